@@ -1,0 +1,167 @@
+package writeback
+
+import (
+	"cmp"
+	"context"
+	"crypto/md5"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/partfs/partfs/store"
+)
+
+// abortTimeout bounds the AbortMultipart sent after a failure; the request
+// that failed may have been cancelled, the abort must still go out.
+const abortTimeout = 30 * time.Second
+
+// upload is one multipart upload in progress. Parts are sent by goroutines
+// under a context detached from the FUSE request that sealed them, so an
+// interrupted write does not cancel bytes already accepted.
+type upload struct {
+	w      *Writer
+	key    string
+	id     string
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	parts []store.Part // guarded by mu
+	err   error        // first failure; guarded by mu
+}
+
+func (w *Writer) startUpload(ctx context.Context, key string, opts store.PutOptions) (*upload, error) {
+	uctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	id, err := w.st.CreateMultipart(ctx, key, opts)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("start multipart upload of %q: %w", key, err)
+	}
+	w.log.Debug("multipart upload started", "key", key)
+	return &upload{w: w, key: key, id: id, ctx: uctx, cancel: cancel}, nil
+}
+
+// sendPart uploads body as part n in the background and then recycles body.
+func (u *upload) sendPart(n int, body []byte) {
+	u.run(func() error {
+		sum := md5.Sum(body)
+		part, err := u.w.st.UploadPart(u.ctx, u.key, u.id, int32(n), body, sum)
+		if err != nil {
+			return fmt.Errorf("upload part %d of %q: %w", n, u.key, err)
+		}
+		part.Size = int64(len(body))
+		u.add(part)
+		return nil
+	}, func() { u.w.recycle(body) })
+}
+
+// copyPart makes part n from a range of the stored object src, server-side.
+func (u *upload) copyPart(n int, src store.Object, off, length int64) {
+	u.run(func() error {
+		part, err := u.w.st.UploadPartCopy(u.ctx, u.key, u.id, int32(n), src.Key, src.ETag, off, length)
+		if err != nil {
+			return fmt.Errorf("copy part %d of %q from bytes %d-%d of the stored object: %w", n, u.key, off, off+length-1, err)
+		}
+		part.Size = length
+		u.add(part)
+		return nil
+	}, func() {})
+}
+
+// run executes send in the background under one of the Writer's upload slots.
+// done runs before the upload stops counting as running, so the memory it
+// frees is visible to waiting writers first.
+func (u *upload) run(send func() error, done func()) {
+	u.w.budget.uploadStarted()
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		defer u.w.budget.uploadEnded()
+		defer done()
+		if err := u.w.slots.Acquire(u.ctx, 1); err != nil {
+			u.fail(err)
+			return
+		}
+		defer u.w.slots.Release(1)
+		if u.failure() != nil {
+			return
+		}
+		if err := send(); err != nil {
+			u.fail(err)
+		}
+	}()
+}
+
+func (u *upload) add(p store.Part) {
+	u.mu.Lock()
+	u.parts = append(u.parts, p)
+	u.mu.Unlock()
+}
+
+// fail keeps the first error and stops the other parts.
+func (u *upload) fail(err error) {
+	u.mu.Lock()
+	if u.err == nil {
+		u.err = err
+	}
+	u.mu.Unlock()
+	u.cancel()
+}
+
+func (u *upload) failure() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.err
+}
+
+// wait waits for every part sent so far. A cancelled ctx stops the wait, not
+// the parts.
+func (u *upload) wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		u.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return u.failure()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// complete waits for the parts and assembles them into the object.
+func (u *upload) complete(ctx context.Context) (store.Object, error) {
+	if err := u.wait(ctx); err != nil {
+		return store.Object{}, err
+	}
+	u.mu.Lock()
+	parts := slices.Clone(u.parts)
+	u.mu.Unlock()
+	slices.SortFunc(parts, func(a, b store.Part) int { return cmp.Compare(a.Number, b.Number) })
+	obj, err := u.w.st.CompleteMultipart(u.ctx, u.key, u.id, parts)
+	if err != nil {
+		return store.Object{}, fmt.Errorf("complete multipart upload of %q (%d parts): %w", u.key, len(parts), err)
+	}
+	u.cancel()
+	u.w.log.Debug("multipart upload completed", "key", u.key, "parts", len(parts))
+	return obj, nil
+}
+
+// abort stops the parts still running and discards the upload, so no parts
+// are left behind to be paid for.
+func (u *upload) abort() {
+	u.cancel()
+	u.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), abortTimeout)
+	defer cancel()
+	err := u.w.st.AbortMultipart(ctx, u.key, u.id)
+	if err != nil && !errors.Is(err, store.ErrNoSuchUpload) {
+		u.w.log.Error("abort multipart upload failed; it is left for cleanup", "key", u.key, "err", err)
+		return
+	}
+	u.w.log.Debug("multipart upload aborted", "key", u.key)
+}

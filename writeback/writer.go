@@ -1,0 +1,137 @@
+package writeback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+
+	"github.com/partfs/partfs/store"
+)
+
+// ErrUnsupported is returned for edits this version cannot make.
+var ErrUnsupported = errors.New("writeback: this kind of edit is not supported yet")
+
+// Defaults applied by New.
+const (
+	DefaultPartSize    int64 = 8 << 20
+	DefaultConcurrency       = 4
+	DefaultBufferBytes int64 = 512 << 20
+	defaultStall             = 10 * time.Second
+	firstBuffer        int64 = 64 << 10 // a new file's buffer starts this small and doubles
+)
+
+// Options configures a Writer. Zero values get defaults in New.
+type Options struct {
+	PartSize    int64 // base part size, at least 5 MiB
+	Concurrency int   // part uploads in flight across all files
+	BufferBytes int64 // budget of buffered dirty bytes across all files
+	// StallTimeout is how long a writer waits for buffer memory while no
+	// upload is running before it gets ErrBufferExhausted.
+	StallTimeout time.Duration
+	Logger       *slog.Logger
+
+	// Tests shrink S3's limits to reach them quickly.
+	minPartSize int64
+	maxParts    int
+}
+
+// Writer owns the write budget and the upload engine shared by all files.
+type Writer struct {
+	st     store.Store
+	log    *slog.Logger
+	plan   Plan
+	budget *budget
+	slots  *semaphore.Weighted // part uploads in flight
+	pools  sync.Map            // buffer size (int64) -> *sync.Pool of []byte
+}
+
+// New returns a Writer uploading through st.
+func New(st store.Store, opts Options) (*Writer, error) {
+	if opts.minPartSize == 0 {
+		opts.minPartSize = store.MinPartSize
+	}
+	if opts.maxParts == 0 {
+		opts.maxParts = store.MaxParts
+	}
+	if opts.PartSize == 0 {
+		opts.PartSize = DefaultPartSize
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = DefaultConcurrency
+	}
+	if opts.BufferBytes == 0 {
+		opts.BufferBytes = DefaultBufferBytes
+	}
+	if opts.StallTimeout <= 0 {
+		opts.StallTimeout = defaultStall
+	}
+	if opts.PartSize < opts.minPartSize || opts.PartSize > store.MaxPartSize {
+		return nil, fmt.Errorf("writeback: part size %d outside S3's %d..%d bytes", opts.PartSize, opts.minPartSize, store.MaxPartSize)
+	}
+	if opts.BufferBytes < 2*opts.PartSize {
+		return nil, fmt.Errorf("writeback: write buffer %d must hold at least two parts of %d bytes (one filling, one uploading)", opts.BufferBytes, opts.PartSize)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Writer{
+		st:     st,
+		log:    log,
+		plan:   newPlan(opts.PartSize, opts.BufferBytes/2, opts.maxParts),
+		budget: newBudget(opts.BufferBytes, opts.StallTimeout),
+		slots:  semaphore.NewWeighted(int64(opts.Concurrency)),
+	}, nil
+}
+
+// Plan returns the part-size schedule files follow.
+func (w *Writer) Plan() Plan { return w.plan }
+
+// Stats returns a snapshot of the write budget.
+func (w *Writer) Stats() BudgetStats { return w.budget.stats() }
+
+// Open returns a dirty-file state for key. base is the stored object the
+// file starts from; nil means the file starts empty (create, O_TRUNC), and
+// is then written even if the application writes nothing.
+func (w *Writer) Open(key string, base *store.Object, opts store.PutOptions) *File {
+	f := &File{w: w, key: key, opts: opts, nextPart: 1}
+	if base == nil {
+		f.dirty = true
+	} else {
+		b := *base
+		f.base = &b
+		f.size = b.Size
+	}
+	return f
+}
+
+// buffer returns a zeroed-on-demand buffer of capacity size, after paying for
+// it from the budget.
+func (w *Writer) buffer(ctx context.Context, size int64) ([]byte, error) {
+	if err := w.budget.acquire(ctx, size); err != nil {
+		return nil, err
+	}
+	if p, ok := w.pools.Load(size); ok {
+		if b, ok := p.(*sync.Pool).Get().(*[]byte); ok {
+			return (*b)[:0], nil
+		}
+	}
+	return make([]byte, 0, size), nil
+}
+
+// recycle returns a buffer to its pool and its cost to the budget.
+func (w *Writer) recycle(b []byte) {
+	if cap(b) == 0 {
+		return
+	}
+	size := int64(cap(b))
+	p, _ := w.pools.LoadOrStore(size, &sync.Pool{})
+	b = b[:0]
+	p.(*sync.Pool).Put(&b)
+	w.budget.release(size)
+}
