@@ -23,8 +23,9 @@
 // # Memory
 //
 // Every part buffer is paid for from one Writer-wide budget before it is
-// filled and paid back when its upload ends. When the budget is spent,
-// writers wait (backpressure). A writer that has waited long while no upload
+// filled and paid back when its upload ends. A file's first buffer grows
+// from 64 KiB to 1 MiB as it is written; beyond that each buffer is paid for
+// as a whole part. When the budget is spent, writers wait (backpressure). A writer that has waited long while no upload
 // is running is failed with ErrBufferExhausted instead of hanging: then every
 // byte of the budget sits in partly filled buffers of files that are not being
 // written, and only a larger budget or fewer open files can help.

@@ -144,8 +144,11 @@ func (f *File) roomLocked(ctx context.Context) error {
 }
 
 // growLocked gives buf a capacity of at least n bytes (at most the part size).
-// A file's first buffer starts small and doubles, so small files pay little;
-// later parts are filled to their full size anyway and get it at once.
+// A file's first buffer starts small and doubles up to smallBuffer, so small
+// files pay little; past that the whole part is paid for at once. Every file
+// then waits for memory at most once per part while holding a partly filled
+// buffer, so files that are being written cannot starve one another: each
+// buffer paid for in full can fill, seal and be freed by its upload.
 func (f *File) growLocked(ctx context.Context, n int64) error {
 	target := f.w.plan.Size(f.nextPart)
 	size := target
@@ -153,6 +156,9 @@ func (f *File) growLocked(ctx context.Context, n int64) error {
 		size = max(int64(cap(f.buf))*2, firstBuffer)
 		for size < n {
 			size *= 2
+		}
+		if size > smallBuffer {
+			size = target
 		}
 		size = min(size, target)
 	}

@@ -23,6 +23,7 @@ const (
 	DefaultBufferBytes int64 = 512 << 20
 	defaultStall             = 10 * time.Second
 	firstBuffer        int64 = 64 << 10 // a new file's buffer starts this small and doubles
+	smallBuffer        int64 = 1 << 20  // up to this size; then it gets the whole part
 )
 
 // Options configures a Writer. Zero values get defaults in New.
