@@ -1,0 +1,283 @@
+// Package memstore is an in-memory store.Store that enforces the S3 rules
+// partfs builds on, so that unit tests fail where S3 would fail.
+//
+// # Rules enforced
+//
+//   - Put and UploadPart check Content-MD5 (store.ErrBadDigest) and S3's size
+//     limits (store.ErrTooLarge above Options.MaxPartSize, 5 GiB by default).
+//   - Part numbers run 1..store.MaxParts (store.ErrInvalidPart); a re-sent part
+//     number replaces the earlier part.
+//   - CompleteMultipart wants a non-empty, strictly ascending list of parts that
+//     were uploaded with exactly those ETags (store.ErrInvalidPart), and every
+//     part but the last at least store.MinPartSize (store.ErrEntityTooSmall).
+//     The object's ETag has S3's multipart form: the hex MD5 of the
+//     concatenated binary part MD5s, then "-N".
+//   - A completed or aborted upload ID answers store.ErrNoSuchUpload, as does
+//     an upload ID used with another key.
+//   - Get, Copy and UploadPartCopy honour an ETag precondition
+//     (store.ErrPrecondition); a copy of itself that keeps the metadata is
+//     rejected, as S3 rejects it.
+//   - Metadata keys are lower-cased, as S3 returns them; LastModified has
+//     whole seconds, as a HEAD request reports it.
+//
+// Bodies are copied on the way in, so callers may reuse their buffers.
+//
+// # Ranges
+//
+// Get clips a range that runs past the end. A Get whose offset is at or past
+// the end returns an empty body rather than an error (S3 answers 416
+// InvalidRange; store/s3 reports the same empty body), and so does a Get of
+// length 0. Both implementations are held to this by store/storetest.
+//
+// # Test aids
+//
+// SetFault and SetFaultAfter inject failures before or after a call takes
+// effect (the second one models a reply lost after the server acted); Calls
+// returns a log of every call with its part number, body size and MD5; Uploads
+// lists the multipart uploads in progress.
+package memstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/partfs/partfs/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+// Options configures a Store. Zero values get defaults in New.
+type Options struct {
+	// MaxPartSize lowers S3's 5 GiB limit on one part, one Put, one Copy and
+	// one UploadPartCopy range, so that tests reach store.ErrTooLarge without
+	// allocating gigabytes. Default store.MaxPartSize.
+	MaxPartSize int64
+	// Now stamps objects and uploads; default time.Now.
+	Now func() time.Time
+}
+
+// Store is an in-memory bucket. It is safe for concurrent use.
+type Store struct {
+	opts Options
+
+	mu         sync.Mutex
+	objects    map[string]*object // guarded by mu
+	uploads    map[string]*upload // guarded by mu
+	nextUpload int                // guarded by mu
+	fault      func(Op) error     // guarded by mu
+	faultAfter func(Op) error     // guarded by mu
+	calls      []Call             // guarded by mu
+}
+
+// object is one stored version. Its data is never modified once stored, so
+// readers may keep slices of it without holding mu.
+type object struct {
+	data        []byte
+	etag        string
+	modified    time.Time
+	meta        store.Metadata
+	contentType string
+}
+
+// New returns an empty Store.
+func New(opts Options) *Store {
+	if opts.MaxPartSize <= 0 {
+		opts.MaxPartSize = store.MaxPartSize
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Store{
+		opts:    opts,
+		objects: make(map[string]*object),
+		uploads: make(map[string]*upload),
+	}
+}
+
+func (s *Store) now() time.Time { return s.opts.Now().UTC().Truncate(time.Second) }
+
+// Stat implements store.Store.
+func (s *Store) Stat(ctx context.Context, key string) (obj store.Object, err error) {
+	op := Op{Name: "Stat", Key: key}
+	defer s.record(op, 0, [md5.Size]byte{}, &err)
+	if err = s.before(ctx, op); err != nil {
+		return store.Object{}, err
+	}
+	s.mu.Lock()
+	o, ok := s.objects[key]
+	s.mu.Unlock()
+	if !ok {
+		return store.Object{}, fmt.Errorf("stat %q: %w", key, store.ErrNotExist)
+	}
+	obj = o.info(key)
+	obj.Metadata = copyMetadata(o.meta)
+	return obj, s.after(op)
+}
+
+// Get implements store.Store.
+func (s *Store) Get(ctx context.Context, key string, off, length int64, etag string) (rc io.ReadCloser, err error) {
+	op := Op{Name: "Get", Key: key, Off: off, Length: length}
+	var size int
+	defer func() { s.record(op, size, [md5.Size]byte{}, &err) }()
+	if err = s.before(ctx, op); err != nil {
+		return nil, err
+	}
+	if off < 0 {
+		return nil, fmt.Errorf("get %q at %d: negative offset", key, off)
+	}
+	s.mu.Lock()
+	o, ok := s.objects[key]
+	s.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("get %q: %w", key, store.ErrNotExist)
+	}
+	if etag != "" && trimQuotes(etag) != o.etag {
+		return nil, fmt.Errorf("get %q pinned to %s, now %s: %w", key, etag, o.etag, store.ErrPrecondition)
+	}
+	body := clip(o.data, off, length)
+	size = len(body)
+	if err = s.after(op); err != nil {
+		return nil, err
+	}
+	return io.NopCloser(bytes.NewReader(body)), nil
+}
+
+// clip returns data[off:off+length], cut at the end of data; length < 0
+// means to the end.
+func clip(data []byte, off, length int64) []byte {
+	size := int64(len(data))
+	if off >= size || length == 0 {
+		return nil
+	}
+	end := size
+	if length > 0 && length < size-off {
+		end = off + length
+	}
+	return data[off:end]
+}
+
+// Put implements store.Store.
+func (s *Store) Put(ctx context.Context, key string, body []byte, sum [md5.Size]byte, opts store.PutOptions) (obj store.Object, err error) {
+	op := Op{Name: "Put", Key: key}
+	defer s.record(op, len(body), sum, &err)
+	if err = s.before(ctx, op); err != nil {
+		return store.Object{}, err
+	}
+	if int64(len(body)) > s.opts.MaxPartSize {
+		return store.Object{}, fmt.Errorf("put %q of %d bytes: %w", key, len(body), store.ErrTooLarge)
+	}
+	if md5.Sum(body) != sum {
+		return store.Object{}, fmt.Errorf("put %q: %w", key, store.ErrBadDigest)
+	}
+	o := &object{
+		data:        bytes.Clone(body),
+		etag:        hex.EncodeToString(sum[:]),
+		modified:    s.now(),
+		meta:        copyMetadata(opts.Metadata),
+		contentType: opts.ContentType,
+	}
+	s.mu.Lock()
+	s.objects[key] = o
+	s.mu.Unlock()
+	return o.info(key), s.after(op)
+}
+
+// Copy implements store.Store.
+func (s *Store) Copy(ctx context.Context, src, dst, srcETag string, opts *store.PutOptions) (obj store.Object, err error) {
+	op := Op{Name: "Copy", Key: dst, Src: src}
+	defer s.record(op, 0, [md5.Size]byte{}, &err)
+	if err = s.before(ctx, op); err != nil {
+		return store.Object{}, err
+	}
+	if src == dst && opts == nil {
+		return store.Object{}, fmt.Errorf("copy %q onto itself without replacing its metadata: illegal copy request", src)
+	}
+	s.mu.Lock()
+	c, err := s.copyLocked(src, dst, srcETag, opts)
+	s.mu.Unlock()
+	if err != nil {
+		return store.Object{}, err
+	}
+	return c.info(dst), s.after(op)
+}
+
+func (s *Store) copyLocked(src, dst, srcETag string, opts *store.PutOptions) (*object, error) {
+	o, err := s.sourceLocked("copy", src, srcETag)
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(o.data)) > s.opts.MaxPartSize {
+		return nil, fmt.Errorf("copy %q of %d bytes: %w", src, len(o.data), store.ErrTooLarge)
+	}
+	// The data slice is immutable, so the copy shares it. A single-request
+	// copy gets the plain MD5 ETag even when the source was multipart.
+	sum := md5.Sum(o.data)
+	c := &object{data: o.data, etag: hex.EncodeToString(sum[:]), modified: s.now(), meta: o.meta, contentType: o.contentType}
+	if opts != nil {
+		c.meta, c.contentType = copyMetadata(opts.Metadata), opts.ContentType
+	}
+	s.objects[dst] = c
+	return c, nil
+}
+
+// sourceLocked returns the copy source src, checked against srcETag.
+func (s *Store) sourceLocked(what, src, srcETag string) (*object, error) {
+	o, ok := s.objects[src]
+	if !ok {
+		return nil, fmt.Errorf("%s from %q: %w", what, src, store.ErrNotExist)
+	}
+	if srcETag != "" && trimQuotes(srcETag) != o.etag {
+		return nil, fmt.Errorf("%s from %q pinned to %s, now %s: %w", what, src, srcETag, o.etag, store.ErrPrecondition)
+	}
+	return o, nil
+}
+
+// Delete implements store.Store.
+func (s *Store) Delete(ctx context.Context, key string) (err error) {
+	op := Op{Name: "Delete", Key: key}
+	defer s.record(op, 0, [md5.Size]byte{}, &err)
+	if err = s.before(ctx, op); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	delete(s.objects, key)
+	s.mu.Unlock()
+	return s.after(op)
+}
+
+func (o *object) info(key string) store.Object {
+	return store.Object{Key: key, Size: int64(len(o.data)), ETag: o.etag, LastModified: o.modified}
+}
+
+// copyMetadata copies m with lower-cased keys, as S3 returns them.
+func copyMetadata(m store.Metadata) store.Metadata {
+	if len(m) == 0 {
+		return nil
+	}
+	c := make(store.Metadata, len(m))
+	for k, v := range m {
+		c[strings.ToLower(k)] = v
+	}
+	return c
+}
+
+func trimQuotes(etag string) string { return strings.Trim(etag, `"`) }
+
+// Objects returns a copy of the stored keys and their contents, for tests
+// that check the bucket directly.
+func (s *Store) Objects() map[string][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[string][]byte, len(s.objects))
+	for k, o := range s.objects {
+		m[k] = bytes.Clone(o.data)
+	}
+	return m
+}

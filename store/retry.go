@@ -1,0 +1,227 @@
+package store
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"time"
+)
+
+// RetryOptions configures WithRetry. Zero values get defaults.
+type RetryOptions struct {
+	// Attempts is the number of tries per call, the first included; default 5.
+	Attempts int
+	// Base is the delay before the first retry; it doubles with each retry
+	// up to Max, and each delay is jittered. Defaults 200ms and 10s.
+	Base time.Duration
+	Max  time.Duration
+	// Logger gets one Warn record per retry; nil discards.
+	Logger *slog.Logger
+	// OnRetry, when set, is called with the method name before each retry,
+	// so that retries can be counted.
+	OnRetry func(op string)
+}
+
+// WithRetry returns a Store that retries calls of s failing with an error for
+// which IsTransient holds, with exponential backoff and jitter, re-sending
+// exactly the same body. It stops at once when ctx is done and then returns
+// the last error wrapped together with the context's. Get retries only the
+// opening of the stream; a failure while reading is the caller's to handle.
+//
+// Retries can meet the effects of an attempt whose reply was lost: a
+// CompleteMultipart or AbortMultipart retried after a transient failure may
+// find the upload gone (ErrNoSuchUpload). An abort then counts as done, and a
+// complete counts as done when the object now carries the ETag those parts
+// produce. A CreateMultipart retried that way leaves an unused upload behind,
+// which ListMultipart shows and an abort removes.
+func WithRetry(s Store, opts RetryOptions) Store {
+	if opts.Attempts <= 0 {
+		opts.Attempts = 5
+	}
+	if opts.Base <= 0 {
+		opts.Base = 200 * time.Millisecond
+	}
+	if opts.Max <= 0 {
+		opts.Max = 10 * time.Second
+	}
+	if opts.Max < opts.Base {
+		opts.Max = opts.Base
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &retrying{s: s, opts: opts}
+}
+
+type retrying struct {
+	s    Store
+	opts RetryOptions
+}
+
+var _ Store = (*retrying)(nil)
+
+// do runs f until it succeeds, fails for good, runs out of attempts or ctx
+// is done. f gets the attempt number, starting at 1.
+func (r *retrying) do(ctx context.Context, op, key string, part int32, f func(attempt int) error) error {
+	for attempt := 1; ; attempt++ {
+		err := f(attempt)
+		if err == nil || !IsTransient(err) {
+			return err
+		}
+		if attempt >= r.opts.Attempts {
+			return fmt.Errorf("%s %q: giving up after %d attempts: %w", op, key, attempt, err)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s %q: %w (not retried: %w)", op, key, err, context.Cause(ctx))
+		}
+		delay := r.delay(attempt)
+		r.opts.Logger.Warn("store: retrying", "op", op, "key", key, "part", part,
+			"attempt", attempt+1, "delay", delay, "err", err)
+		if r.opts.OnRetry != nil {
+			r.opts.OnRetry(op)
+		}
+		timer := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return fmt.Errorf("%s %q: %w (not retried: %w)", op, key, err, context.Cause(ctx))
+		case <-timer.C:
+		}
+	}
+}
+
+// delay returns the wait after the given failed attempt: Base doubled per
+// earlier retry, capped at Max, then drawn from its upper half so that
+// clients failing together do not retry together.
+func (r *retrying) delay(attempt int) time.Duration {
+	d := r.opts.Base
+	for i := 1; i < attempt && d < r.opts.Max; i++ {
+		d *= 2
+	}
+	d = min(d, r.opts.Max)
+	return d/2 + rand.N(d/2+1)
+}
+
+func (r *retrying) Stat(ctx context.Context, key string) (obj Object, err error) {
+	err = r.do(ctx, "Stat", key, 0, func(int) error {
+		obj, err = r.s.Stat(ctx, key)
+		return err
+	})
+	return obj, err
+}
+
+func (r *retrying) Get(ctx context.Context, key string, off, length int64, etag string) (rc io.ReadCloser, err error) {
+	err = r.do(ctx, "Get", key, 0, func(int) error {
+		rc, err = r.s.Get(ctx, key, off, length, etag)
+		return err
+	})
+	return rc, err
+}
+
+func (r *retrying) List(ctx context.Context, prefix, delimiter, token string, max int) (page ListPage, err error) {
+	err = r.do(ctx, "List", prefix, 0, func(int) error {
+		page, err = r.s.List(ctx, prefix, delimiter, token, max)
+		return err
+	})
+	return page, err
+}
+
+func (r *retrying) Put(ctx context.Context, key string, body []byte, sum [md5.Size]byte, opts PutOptions) (obj Object, err error) {
+	err = r.do(ctx, "Put", key, 0, func(int) error {
+		obj, err = r.s.Put(ctx, key, body, sum, opts)
+		return err
+	})
+	return obj, err
+}
+
+func (r *retrying) Copy(ctx context.Context, src, dst, srcETag string, opts *PutOptions) (obj Object, err error) {
+	err = r.do(ctx, "Copy", dst, 0, func(int) error {
+		obj, err = r.s.Copy(ctx, src, dst, srcETag, opts)
+		return err
+	})
+	return obj, err
+}
+
+func (r *retrying) Delete(ctx context.Context, key string) error {
+	return r.do(ctx, "Delete", key, 0, func(int) error {
+		return r.s.Delete(ctx, key)
+	})
+}
+
+func (r *retrying) CreateMultipart(ctx context.Context, key string, opts PutOptions) (id string, err error) {
+	err = r.do(ctx, "CreateMultipart", key, 0, func(int) error {
+		id, err = r.s.CreateMultipart(ctx, key, opts)
+		return err
+	})
+	return id, err
+}
+
+func (r *retrying) UploadPart(ctx context.Context, key, uploadID string, n int32, body []byte, sum [md5.Size]byte) (p Part, err error) {
+	err = r.do(ctx, "UploadPart", key, n, func(int) error {
+		p, err = r.s.UploadPart(ctx, key, uploadID, n, body, sum)
+		return err
+	})
+	return p, err
+}
+
+func (r *retrying) UploadPartCopy(ctx context.Context, key, uploadID string, n int32, src, srcETag string, off, length int64) (p Part, err error) {
+	err = r.do(ctx, "UploadPartCopy", key, n, func(int) error {
+		p, err = r.s.UploadPartCopy(ctx, key, uploadID, n, src, srcETag, off, length)
+		return err
+	})
+	return p, err
+}
+
+func (r *retrying) CompleteMultipart(ctx context.Context, key, uploadID string, parts []Part) (obj Object, err error) {
+	err = r.do(ctx, "CompleteMultipart", key, 0, func(attempt int) error {
+		obj, err = r.s.CompleteMultipart(ctx, key, uploadID, parts)
+		if attempt > 1 && errors.Is(err, ErrNoSuchUpload) {
+			// An earlier attempt may have completed the upload.
+			want := multipartETag(parts)
+			if done, serr := r.s.Stat(ctx, key); serr == nil && want != "" && done.ETag == want {
+				obj, err = done, nil
+			}
+		}
+		return err
+	})
+	return obj, err
+}
+
+func (r *retrying) AbortMultipart(ctx context.Context, key, uploadID string) error {
+	return r.do(ctx, "AbortMultipart", key, 0, func(attempt int) error {
+		err := r.s.AbortMultipart(ctx, key, uploadID)
+		if attempt > 1 && errors.Is(err, ErrNoSuchUpload) {
+			return nil // an earlier attempt aborted it
+		}
+		return err
+	})
+}
+
+func (r *retrying) ListMultipart(ctx context.Context, prefix string) (ups []Upload, err error) {
+	err = r.do(ctx, "ListMultipart", prefix, 0, func(int) error {
+		ups, err = r.s.ListMultipart(ctx, prefix)
+		return err
+	})
+	return ups, err
+}
+
+// multipartETag returns the ETag S3 gives the object completed from parts:
+// the hex MD5 of the concatenated binary part MD5s, then "-N". It returns ""
+// when a part ETag is not a plain MD5 (as with some server-side encryption).
+func multipartETag(parts []Part) string {
+	h := md5.New()
+	for _, p := range parts {
+		b, err := hex.DecodeString(strings.Trim(p.ETag, `"`))
+		if err != nil || len(b) != md5.Size {
+			return ""
+		}
+		h.Write(b)
+	}
+	return fmt.Sprintf("%s-%d", hex.EncodeToString(h.Sum(nil)), len(parts))
+}
