@@ -465,3 +465,26 @@ func TestDiscardLeavesOldObject(t *testing.T) {
 		t.Fatalf("budget leaked: %+v", s)
 	}
 }
+
+func TestPartTenThousandExactly(t *testing.T) {
+	// S3's 10,000 part numbers, with parts shrunk to 1 KiB so that the whole
+	// range fits in memory: a file ending exactly at the end of part 10,000
+	// is stored, one more byte is refused.
+	const part = 1 << 10
+	st := memstore.New(memstore.Options{MinPartSize: part})
+	w := newWriter(t, st, Options{PartSize: part, BufferBytes: 2 * part, Concurrency: 8, minPartSize: part})
+	if got := w.Plan().MaxSize(); got != store.MaxParts*part {
+		t.Fatalf("MaxSize %d, want %d", got, store.MaxParts*part)
+	}
+	data := randomBytes(15, store.MaxParts*part)
+	f := w.Open("k", nil, store.PutOptions{})
+	writeSeq(t, f, data, 0, 64<<10)
+	if _, err := f.WriteAt(context.Background(), []byte{1}, int64(len(data))); !errors.Is(err, store.ErrTooLarge) {
+		t.Fatalf("write past part 10,000: err %v, want ErrTooLarge", err)
+	}
+	obj := mustSync(t, f)
+	if !strings.HasSuffix(obj.ETag, fmt.Sprintf("-%d", store.MaxParts)) {
+		t.Fatalf("ETag %q, want 10,000 parts", obj.ETag)
+	}
+	assertStored(t, st, "k", data)
+}

@@ -59,6 +59,10 @@ type Options struct {
 	// one UploadPartCopy range, so that tests reach store.ErrTooLarge without
 	// allocating gigabytes. Default store.MaxPartSize.
 	MaxPartSize int64
+	// MinPartSize lowers S3's 5 MiB minimum for every part but the last, so
+	// that tests can fill all 10,000 part numbers with little memory.
+	// Default store.MinPartSize.
+	MinPartSize int64
 	// Now stamps objects and uploads; default time.Now.
 	Now func() time.Time
 }
@@ -90,6 +94,9 @@ type object struct {
 func New(opts Options) *Store {
 	if opts.MaxPartSize <= 0 {
 		opts.MaxPartSize = store.MaxPartSize
+	}
+	if opts.MinPartSize <= 0 {
+		opts.MinPartSize = store.MinPartSize
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

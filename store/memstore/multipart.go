@@ -185,7 +185,7 @@ func (s *Store) completeLocked(key, uploadID string, parts []store.Part) (*objec
 	var total int64
 	sums := make([]byte, 0, md5.Size*len(chosen))
 	for i, pt := range chosen {
-		if i < len(chosen)-1 && int64(len(pt.data)) < store.MinPartSize {
+		if i < len(chosen)-1 && int64(len(pt.data)) < s.opts.MinPartSize {
 			return nil, fmt.Errorf("part %d has %d bytes: %w", parts[i].Number, len(pt.data), store.ErrEntityTooSmall)
 		}
 		total += int64(len(pt.data))
