@@ -1,0 +1,250 @@
+package s3
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go/middleware"
+
+	"github.com/partfs/partfs/store"
+)
+
+// unsignedPayload replaces the SHA-256 payload hash with UNSIGNED-PAYLOAD.
+func unsignedPayload(stack *middleware.Stack) error {
+	return v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware(stack)
+}
+
+// Stat implements store.Store.
+func (s *Store) Stat(ctx context.Context, key string) (store.Object, error) {
+	return s.head(ctx, "stat", key, "")
+}
+
+// head is HeadObject, pinned to etag when it is non-empty.
+func (s *Store) head(ctx context.Context, op, key, etag string) (store.Object, error) {
+	in := &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key}
+	if etag != "" {
+		in.IfMatch = aws.String(quote(etag))
+	}
+	in.SSECustomerAlgorithm, in.SSECustomerKey, in.SSECustomerKeyMD5 = s.sse.customer()
+	out, err := s.client.HeadObject(ctx, in)
+	if err != nil {
+		return store.Object{}, s.wrapErr(ctx, op, key, err)
+	}
+	return store.Object{
+		Key:          key,
+		Size:         aws.ToInt64(out.ContentLength),
+		ETag:         unquote(aws.ToString(out.ETag)),
+		LastModified: aws.ToTime(out.LastModified),
+		Metadata:     lowerKeys(out.Metadata),
+	}, nil
+}
+
+// Get implements store.Store. An offset at or past the end of the object
+// gives an empty body, as in store/memstore: S3 answers 416 there.
+func (s *Store) Get(ctx context.Context, key string, off, length int64, etag string) (io.ReadCloser, error) {
+	if off < 0 {
+		return nil, fmt.Errorf("s3 get %q at %d: negative offset", key, off)
+	}
+	if length == 0 {
+		// No byte range can be empty; a HEAD still reports a missing
+		// key or a changed ETag.
+		if _, err := s.head(ctx, "get", key, etag); err != nil {
+			return nil, err
+		}
+		return io.NopCloser(bytes.NewReader(nil)), nil
+	}
+	in := &s3.GetObjectInput{Bucket: &s.bucket, Key: &key}
+	if etag != "" {
+		in.IfMatch = aws.String(quote(etag))
+	}
+	if off > 0 || length > 0 {
+		in.Range = aws.String(byteRange(off, length))
+	}
+	in.SSECustomerAlgorithm, in.SSECustomerKey, in.SSECustomerKeyMD5 = s.sse.customer()
+	out, err := s.client.GetObject(ctx, in)
+	if err != nil {
+		// A precondition is checked before the range, so a 416 means
+		// the (right) object is shorter than off.
+		if httpStatus(err) == http.StatusRequestedRangeNotSatisfiable {
+			return io.NopCloser(bytes.NewReader(nil)), nil
+		}
+		return nil, s.wrapErr(ctx, "get", key, err)
+	}
+	return &body{ReadCloser: out.Body, s: s, ctx: ctx, key: key}, nil
+}
+
+// byteRange is the Range header for length bytes at off (length < 0: to the
+// end).
+func byteRange(off, length int64) string {
+	if length < 0 {
+		return fmt.Sprintf("bytes=%d-", off)
+	}
+	return fmt.Sprintf("bytes=%d-%d", off, off+length-1)
+}
+
+// body maps failures while reading a GET body onto the store sentinels, so
+// that a connection reset midway reads as store.ErrTransient.
+type body struct {
+	io.ReadCloser
+	s   *Store
+	ctx context.Context
+	key string
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = b.s.wrapErr(b.ctx, "read", b.key, err)
+	}
+	return n, err
+}
+
+// Put implements store.Store.
+func (s *Store) Put(ctx context.Context, key string, data []byte, sum [md5.Size]byte, opts store.PutOptions) (store.Object, error) {
+	if int64(len(data)) > store.MaxPutSize {
+		return store.Object{}, fmt.Errorf("s3 put %q of %d bytes: %w", key, len(data), store.ErrTooLarge)
+	}
+	in := &s3.PutObjectInput{
+		Bucket:        &s.bucket,
+		Key:           &key,
+		Body:          bytes.NewReader(data),
+		ContentLength: aws.Int64(int64(len(data))),
+		ContentMD5:    aws.String(base64.StdEncoding.EncodeToString(sum[:])),
+		Metadata:      opts.Metadata,
+	}
+	if opts.ContentType != "" {
+		in.ContentType = &opts.ContentType
+	}
+	in.ServerSideEncryption, in.SSEKMSKeyId = s.sse.server()
+	in.SSECustomerAlgorithm, in.SSECustomerKey, in.SSECustomerKeyMD5 = s.sse.customer()
+	out, err := s.client.PutObject(ctx, in, s.bodyOpts...)
+	if err != nil {
+		return store.Object{}, s.wrapErr(ctx, "put", key, err)
+	}
+	return store.Object{
+		Key:          key,
+		Size:         int64(len(data)),
+		ETag:         unquote(aws.ToString(out.ETag)),
+		LastModified: serverTime(out.ResultMetadata),
+	}, nil
+}
+
+// Copy implements store.Store. It first reads the source's size (the copy
+// answer lacks it) and then pins the copy to the ETag it saw, so the size
+// reported is the size copied.
+func (s *Store) Copy(ctx context.Context, src, dst, srcETag string, opts *store.PutOptions) (store.Object, error) {
+	from, err := s.head(ctx, "copy from", src, srcETag)
+	if err != nil {
+		return store.Object{}, err
+	}
+	if from.Size > store.MaxPartSize {
+		return store.Object{}, fmt.Errorf("s3 copy %q of %d bytes: %w", src, from.Size, store.ErrTooLarge)
+	}
+	in := &s3.CopyObjectInput{
+		Bucket:            &s.bucket,
+		Key:               &dst,
+		CopySource:        aws.String(copySource(s.bucket, src)),
+		CopySourceIfMatch: aws.String(quote(from.ETag)),
+	}
+	if opts != nil {
+		in.MetadataDirective = types.MetadataDirectiveReplace
+		in.Metadata = opts.Metadata
+		if opts.ContentType != "" {
+			in.ContentType = &opts.ContentType
+		}
+	}
+	in.ServerSideEncryption, in.SSEKMSKeyId = s.sse.server()
+	in.SSECustomerAlgorithm, in.SSECustomerKey, in.SSECustomerKeyMD5 = s.sse.customer()
+	in.CopySourceSSECustomerAlgorithm, in.CopySourceSSECustomerKey, in.CopySourceSSECustomerKeyMD5 = s.sse.customer()
+	out, err := s.client.CopyObject(ctx, in)
+	if err != nil {
+		return store.Object{}, s.wrapErr(ctx, "copy", src+" to "+dst, err)
+	}
+	obj := store.Object{Key: dst, Size: from.Size, LastModified: serverTime(out.ResultMetadata)}
+	if r := out.CopyObjectResult; r != nil {
+		obj.ETag = unquote(aws.ToString(r.ETag))
+		if r.LastModified != nil {
+			obj.LastModified = *r.LastModified
+		}
+	}
+	return obj, nil
+}
+
+// Delete implements store.Store.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key})
+	if err == nil {
+		return nil
+	}
+	// S3 answers 204 for a missing key; some servers answer 404.
+	if classify(err) == store.ErrNotExist && !isCode(err, "NoSuchBucket") {
+		return nil
+	}
+	return s.wrapErr(ctx, "delete", key, err)
+}
+
+// copySource is the x-amz-copy-source value for key: the bucket and key,
+// percent-encoded except for unreserved characters and '/'. S3 decodes the
+// header as a URL, so '+', '%', '?', '#' and spaces in keys must be encoded.
+func copySource(bucket, key string) string {
+	var b strings.Builder
+	b.WriteString(bucket)
+	b.WriteByte('/')
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			c == '-', c == '_', c == '.', c == '~', c == '/':
+			b.WriteByte(c)
+		default:
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+		}
+	}
+	return b.String()
+}
+
+// serverTime is the server's Date for a response, or the local time when it
+// sent none: S3 stamps a new object at about that time, and the answer to a
+// Put carries no Last-Modified.
+func serverTime(md middleware.Metadata) time.Time {
+	if t, ok := awsmiddleware.GetServerTime(md); ok && !t.IsZero() {
+		return t.UTC()
+	}
+	return time.Now().UTC().Truncate(time.Second)
+}
+
+func quote(etag string) string   { return `"` + unquote(etag) + `"` }
+func unquote(etag string) string { return strings.Trim(etag, `"`) }
+
+// lowerKeys returns m with lower-cased keys, as S3 reports metadata names.
+func lowerKeys(m map[string]string) store.Metadata {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(store.Metadata, len(m))
+	for k, v := range m {
+		out[strings.ToLower(k)] = v
+	}
+	return out
+}
+
+// partRange is the x-amz-copy-source-range value for an UploadPartCopy.
+func partRange(off, length int64) string {
+	return "bytes=" + strconv.FormatInt(off, 10) + "-" + strconv.FormatInt(off+length-1, 10)
+}
