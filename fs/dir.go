@@ -1,0 +1,329 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"sync"
+	"syscall"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/partfs/partfs/store"
+)
+
+// maxNameLen is Linux's NAME_MAX; longer names cannot be looked up, so
+// listings leave out keys that would need them.
+const maxNameLen = 255
+
+// maxKeyLen is S3's limit on the length of a key, in bytes.
+const maxKeyLen = 1024
+
+// dirNode is a directory: the mount's root, a "name/" marker object, or a
+// common prefix of other keys.
+type dirNode struct {
+	fusefs.Inode
+	fsys *filesystem
+	// prefix is the directory's key prefix: "" for the root of a bucket,
+	// otherwise ending in "/".
+	prefix string
+
+	mu    sync.Mutex
+	attrs attrs // guarded by mu
+}
+
+func (d *dirNode) init(fsys *filesystem, prefix string, a attrs) {
+	d.fsys, d.prefix, d.attrs = fsys, prefix, a
+}
+
+// validName reports whether name can stand for a key segment.
+func validName(name string) bool {
+	return name != "" && name != "." && name != ".." && len(name) <= maxNameLen
+}
+
+func (d *dirNode) childKey(name string) (string, syscall.Errno) {
+	if len(name) > maxNameLen || len(d.prefix)+len(name)+1 > maxKeyLen {
+		return "", syscall.ENAMETOOLONG
+	}
+	return d.prefix + name, 0
+}
+
+func (d *dirNode) readOnly() bool { return d.fsys.opts.ReadOnly }
+
+var _ = (fusefs.NodeLookuper)((*dirNode)(nil))
+
+// Lookup finds name as an object first and as a directory second, so that a
+// file shadows keys under "name/".
+func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	key, errno := d.childKey(name)
+	if errno != 0 {
+		return nil, errno
+	}
+	// A file with a state may not be in S3 yet (or any more); the state is
+	// the truth for it.
+	if ch := d.GetChild(name); ch != nil {
+		if f, ok := ch.Operations().(*fileNode); ok && f.hasState() {
+			f.fillEntry(out)
+			return ch, 0
+		}
+	}
+	obj, err := d.fsys.opts.Store.Stat(ctx, key)
+	if err == nil {
+		return d.fileChild(ctx, name, obj, out), 0
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, d.fsys.toErrno("lookup", key, err)
+	}
+	a, found, err := d.findDir(ctx, key+"/")
+	if err != nil {
+		return nil, d.fsys.toErrno("lookup", key+"/", err)
+	}
+	if !found {
+		return nil, syscall.ENOENT
+	}
+	return d.dirChild(ctx, name, a, out), 0
+}
+
+// findDir reports whether anything exists under prefix, and the directory's
+// attributes, from its marker object when there is one.
+func (d *dirNode) findDir(ctx context.Context, prefix string) (attrs, bool, error) {
+	a := defaultDirAttrs(d.fsys)
+	page, err := d.fsys.opts.Store.List(ctx, prefix, "/", "", 1)
+	if err != nil {
+		return a, false, err
+	}
+	if len(page.Objects) == 0 && len(page.Prefixes) == 0 {
+		return a, false, nil
+	}
+	// The marker is the first key under its own prefix.
+	if len(page.Objects) > 0 && page.Objects[0].Key == prefix {
+		marker, err := d.fsys.opts.Store.Stat(ctx, prefix)
+		switch {
+		case err == nil:
+			a.mtime = marker.LastModified
+			a = a.withMetadata(marker.Metadata)
+		case !errors.Is(err, fs.ErrNotExist):
+			return a, false, err
+		}
+	}
+	return a, true, nil
+}
+
+// fileChild returns the inode for the object obj found under name, reusing
+// the one the tree has, so that attributes and open handles stay together.
+func (d *dirNode) fileChild(ctx context.Context, name string, obj store.Object, out *fuse.EntryOut) *fusefs.Inode {
+	if ch := d.GetChild(name); ch != nil {
+		if f, ok := ch.Operations().(*fileNode); ok {
+			f.setObject(obj)
+			f.fillEntry(out)
+			return ch
+		}
+	}
+	f := newFileNode(d.fsys, obj.Key)
+	f.setObject(obj)
+	ch := d.NewInode(ctx, f, fusefs.StableAttr{Mode: syscall.S_IFREG})
+	f.fillEntry(out)
+	return ch
+}
+
+func (d *dirNode) dirChild(ctx context.Context, name string, a attrs, out *fuse.EntryOut) *fusefs.Inode {
+	if ch := d.GetChild(name); ch != nil {
+		if sub, ok := ch.Operations().(*dirNode); ok {
+			sub.mu.Lock()
+			sub.attrs = a
+			sub.mu.Unlock()
+			a.fill(&out.Attr, syscall.S_IFDIR, 0)
+			return ch
+		}
+	}
+	sub := &dirNode{}
+	sub.init(d.fsys, d.prefix+name+"/", a)
+	a.fill(&out.Attr, syscall.S_IFDIR, 0)
+	return d.NewInode(ctx, sub, fusefs.StableAttr{Mode: syscall.S_IFDIR})
+}
+
+var _ = (fusefs.NodeGetattrer)((*dirNode)(nil))
+
+func (d *dirNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	d.mu.Lock()
+	a := d.attrs
+	d.mu.Unlock()
+	a.fill(&out.Attr, syscall.S_IFDIR, 0)
+	return 0
+}
+
+var _ = (fusefs.NodeSetattrer)((*dirNode)(nil))
+
+// Setattr changes mode, owner and mtime. A directory's marker is an empty
+// object, so the change is stored by writing the marker again; the bucket
+// root (empty prefix) has no marker and keeps the change in memory.
+func (d *dirNode) Setattr(ctx context.Context, f fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if d.readOnly() {
+		return syscall.EROFS
+	}
+	if _, ok := in.GetSize(); ok {
+		return syscall.EISDIR
+	}
+	d.mu.Lock()
+	a := d.attrs.setattr(in)
+	d.mu.Unlock()
+	if d.prefix != "" {
+		md := a.metadata(nil, syscall.S_IFDIR)
+		opts := store.PutOptions{Metadata: md, ContentType: dirContentType}
+		if _, err := d.fsys.opts.Store.Put(context.WithoutCancel(ctx), d.prefix, nil, store.Sum(nil), opts); err != nil {
+			return d.fsys.toErrno("setattr", d.prefix, err)
+		}
+	}
+	d.mu.Lock()
+	d.attrs = a
+	d.mu.Unlock()
+	a.fill(&out.Attr, syscall.S_IFDIR, 0)
+	return 0
+}
+
+var _ = (fusefs.NodeMkdirer)((*dirNode)(nil))
+
+// Mkdir writes the marker object "name/" with an empty body.
+func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	if d.readOnly() {
+		return nil, syscall.EROFS
+	}
+	key, errno := d.childKey(name)
+	if errno != 0 {
+		return nil, errno
+	}
+	key += "/"
+	a := newAttrs(ctx, d.fsys, mode)
+	opts := store.PutOptions{Metadata: a.metadata(nil, syscall.S_IFDIR), ContentType: dirContentType}
+	if _, err := d.fsys.opts.Store.Put(context.WithoutCancel(ctx), key, nil, store.Sum(nil), opts); err != nil {
+		return nil, d.fsys.toErrno("mkdir", key, err)
+	}
+	return d.dirChild(ctx, name, a, out), 0
+}
+
+var _ = (fusefs.NodeRmdirer)((*dirNode)(nil))
+
+// Rmdir deletes the marker of an empty directory. A directory is empty when
+// nothing but its marker exists under its prefix and no file created in it
+// is still on its way to S3.
+func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
+	if d.readOnly() {
+		return syscall.EROFS
+	}
+	key, errno := d.childKey(name)
+	if errno != 0 {
+		return errno
+	}
+	prefix := key + "/"
+	if ch := d.GetChild(name); ch != nil {
+		for _, gc := range ch.Children() {
+			if f, ok := gc.Operations().(*fileNode); ok && f.hasState() {
+				return syscall.ENOTEMPTY
+			}
+		}
+	}
+	ctx = context.WithoutCancel(ctx)
+	page, err := d.fsys.opts.Store.List(ctx, prefix, "", "", 2)
+	if err != nil {
+		return d.fsys.toErrno("rmdir", prefix, err)
+	}
+	for _, obj := range page.Objects {
+		if obj.Key != prefix {
+			return syscall.ENOTEMPTY
+		}
+	}
+	if len(page.Prefixes) > 0 {
+		return syscall.ENOTEMPTY
+	}
+	if err := d.fsys.opts.Store.Delete(ctx, prefix); err != nil {
+		return d.fsys.toErrno("rmdir", prefix, err)
+	}
+	return 0
+}
+
+var _ = (fusefs.NodeUnlinker)((*dirNode)(nil))
+
+// Unlink deletes the object and drops the file's state, so that no later
+// sync brings the object back.
+func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
+	if d.readOnly() {
+		return syscall.EROFS
+	}
+	key, errno := d.childKey(name)
+	if errno != 0 {
+		return errno
+	}
+	if ch := d.GetChild(name); ch != nil {
+		if f, ok := ch.Operations().(*fileNode); ok {
+			f.unlink()
+		}
+	}
+	if err := d.fsys.opts.Store.Delete(context.WithoutCancel(ctx), key); err != nil {
+		return d.fsys.toErrno("unlink", key, err)
+	}
+	return 0
+}
+
+var _ = (fusefs.NodeCreater)((*dirNode)(nil))
+
+// Create makes a file that exists at once for this mount (as a state) and in
+// S3 once the first close or fsync uploads it.
+func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, fusefs.FileHandle, uint32, syscall.Errno) {
+	if d.readOnly() {
+		return nil, nil, 0, syscall.EROFS
+	}
+	key, errno := d.childKey(name)
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	f := newFileNode(d.fsys, key)
+	h := f.create(newAttrs(ctx, d.fsys, mode), flags)
+	ch := d.NewInode(ctx, f, fusefs.StableAttr{Mode: syscall.S_IFREG})
+	f.fillEntry(out)
+	return ch, h, 0, 0
+}
+
+var _ = (fusefs.NodeRenamer)((*dirNode)(nil))
+
+// Rename is not implemented yet. It answers EXDEV, which tells mv(1) and
+// similar tools to fall back to copy and delete, as across file systems.
+func (d *dirNode) Rename(ctx context.Context, name string, newParent fusefs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	if d.readOnly() {
+		return syscall.EROFS
+	}
+	return syscall.EXDEV
+}
+
+var _ = (fusefs.NodeStatfser)((*dirNode)(nil))
+
+// Statfs reports a large, mostly free file system: S3 has no capacity to
+// report, and tools such as cp and df refuse to write to a full one.
+func (d *dirNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	const blockSize = 4096
+	const blocks = 1 << 40 // 4 PiB in 4 KiB blocks
+	out.Bsize = blockSize
+	out.Frsize = blockSize
+	out.Blocks = blocks
+	out.Bfree = blocks
+	out.Bavail = blocks
+	out.Files = 1 << 32
+	out.Ffree = 1 << 32
+	out.NameLen = maxNameLen
+	return 0
+}
+
+var _ = (fusefs.NodeFsyncer)((*dirNode)(nil))
+
+// Fsync of a directory has nothing to do: Mkdir, Rmdir and Unlink are done
+// in S3 before they return. Answering success keeps programs that fsync
+// directories after creating files (as they must on local disks) working.
+func (d *dirNode) Fsync(ctx context.Context, f fusefs.FileHandle, flags uint32) syscall.Errno {
+	return 0
+}
+
+var _ = (fusefs.NodeOpendirHandler)((*dirNode)(nil))
+
+func (d *dirNode) OpendirHandle(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	return &dirHandle{d: d}, 0, 0
+}

@@ -1,0 +1,236 @@
+package fs
+
+import (
+	"context"
+	"sync"
+	"syscall"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/partfs/partfs/store"
+	"github.com/partfs/partfs/writeback"
+)
+
+// fileNode is a regular file: one object key, plus the file's writeback state
+// while it is open for writing.
+type fileNode struct {
+	fusefs.Inode
+	fsys *filesystem
+	key  string
+
+	mu     sync.Mutex
+	obj    store.Object // the stored object as last seen; guarded by mu
+	exists bool         // obj describes a stored object; guarded by mu
+	statAt time.Time    // when obj was last confirmed; guarded by mu
+	attrs  attrs        // guarded by mu
+	// localAttrs: attrs were changed through this mount and win over the
+	// object's metadata until they are written with the file.
+	localAttrs bool // guarded by mu
+	// state is the file's one writeback state, shared by all its handles;
+	// nil when the file is not open for writing. guarded by mu
+	state *writeback.File
+	// users counts open handles and the operations that hold the state
+	// without a handle (truncate); the state is dropped when it reaches 0.
+	users int // guarded by mu
+	// unlinked: the name was removed; the state, if any, must never reach
+	// S3 again. guarded by mu
+	unlinked bool
+	// keepETag is the ETag of the content the kernel's page cache holds,
+	// or "" when it may hold anything else. guarded by mu
+	keepETag string
+}
+
+func newFileNode(fsys *filesystem, key string) *fileNode {
+	return &fileNode{fsys: fsys, key: key, attrs: defaultFileAttrs(fsys, fsys.mountTime)}
+}
+
+func (n *fileNode) keyNow() string { return n.key }
+
+// hasState reports whether the file has a state that is the truth about it:
+// such a file may not be in S3 yet.
+func (n *fileNode) hasState() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.state != nil && !n.unlinked
+}
+
+func (n *fileNode) dirty() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.state != nil && !n.unlinked && n.state.Dirty()
+}
+
+// setObject records obj as the stored object. A file with a state keeps its
+// own view until the state is synced.
+func (n *fileNode) setObject(obj store.Object) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.exists, n.statAt = true, time.Now()
+	if n.state != nil {
+		return
+	}
+	if !n.localAttrs {
+		n.attrs = defaultFileAttrs(n.fsys, obj.LastModified).withMetadata(obj.Metadata)
+	}
+	n.obj = obj
+}
+
+func (n *fileNode) sizeLocked() int64 {
+	if n.state != nil {
+		return n.state.Size()
+	}
+	return n.obj.Size
+}
+
+func (n *fileNode) fillEntry(out *fuse.EntryOut) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.attrs.fill(&out.Attr, syscall.S_IFREG, n.sizeLocked())
+}
+
+// putOptionsLocked are the attributes the next upload of the file carries.
+func (n *fileNode) putOptionsLocked() store.PutOptions {
+	return store.PutOptions{
+		Metadata:    n.attrs.metadata(n.obj.Metadata, syscall.S_IFREG),
+		ContentType: contentType(n.key),
+	}
+}
+
+// startStateLocked gives the file its state, starting from base (nil: empty).
+func (n *fileNode) startStateLocked(base *store.Object) {
+	n.state = n.fsys.opts.Writer.Open(n.key, base, n.putOptionsLocked())
+	n.keepETag = ""
+	n.fsys.addState(n)
+}
+
+// create sets up a new file and returns its first handle.
+func (n *fileNode) create(a attrs, flags uint32) *fileHandle {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.attrs = a
+	n.startStateLocked(nil)
+	n.users++
+	// Even an O_RDONLY create makes a file, so this handle's close stores it.
+	return &fileHandle{n: n, syncs: true}
+}
+
+// sync makes the state durable and records the object it produced. It is a
+// no-op for a file without a state or one that was unlinked.
+func (n *fileNode) sync(ctx context.Context) error {
+	n.mu.Lock()
+	st := n.state
+	if st == nil || n.unlinked {
+		n.mu.Unlock()
+		return nil
+	}
+	opts := n.putOptionsLocked()
+	st.SetOptions(opts)
+	n.mu.Unlock()
+
+	obj, err := st.Sync(ctx)
+	if err != nil {
+		return err
+	}
+	if obj.Metadata == nil {
+		obj.Metadata = opts.Metadata
+	}
+	n.mu.Lock()
+	n.obj, n.exists, n.statAt = obj, true, time.Now()
+	n.localAttrs = false
+	unlinked := n.unlinked
+	n.mu.Unlock()
+	if unlinked {
+		// Unlink ran while the upload was in flight and may have deleted
+		// the key before the upload completed; the file must stay gone.
+		return n.fsys.opts.Store.Delete(ctx, n.key)
+	}
+	return nil
+}
+
+// syncIfDirty is sync for SyncAll: it skips files with nothing to upload.
+func (n *fileNode) syncIfDirty(ctx context.Context) error {
+	if !n.dirty() {
+		return nil
+	}
+	return n.sync(ctx)
+}
+
+// release ends one use of the state. The last one syncs a state that is
+// still dirty (a FLUSH failed or never came), logging a failure as nobody
+// is left to hear of it, and drops the state.
+func (n *fileNode) release() {
+	n.mu.Lock()
+	n.users--
+	st := n.state
+	if n.users > 0 || st == nil {
+		n.mu.Unlock()
+		return
+	}
+	syncFirst := !n.unlinked && st.Dirty()
+	n.mu.Unlock()
+
+	if syncFirst {
+		if err := n.sync(context.Background()); err != nil {
+			n.fsys.log.Error("changes lost: upload failed after the last close", "key", n.key, "err", err)
+		}
+	}
+	n.mu.Lock()
+	if n.users > 0 || n.state != st {
+		// Opened again meanwhile: the new handles own the state now.
+		n.mu.Unlock()
+		return
+	}
+	n.state = nil
+	n.fsys.removeState(n)
+	n.mu.Unlock()
+	st.Discard(context.Background())
+}
+
+// unlink marks the file deleted and drops its state. Handles still open keep
+// the state until they are released, so they go on working on a nameless
+// file, but nothing of it is uploaded again.
+func (n *fileNode) unlink() {
+	n.mu.Lock()
+	n.unlinked = true
+	st := n.state
+	drop := st != nil && n.users == 0
+	if drop {
+		n.state = nil
+		n.fsys.removeState(n)
+	}
+	n.mu.Unlock()
+	if drop {
+		st.Discard(context.Background())
+	}
+}
+
+// truncate sets the file's size, opening a state for it when the file has
+// none, and syncs it when syncNow is set.
+func (n *fileNode) truncate(ctx context.Context, size int64, syncNow bool) error {
+	n.mu.Lock()
+	if n.state == nil {
+		if !n.exists {
+			n.mu.Unlock()
+			return store.ErrNotExist
+		}
+		var base *store.Object
+		if size > 0 {
+			obj := n.obj
+			base = &obj
+		}
+		n.startStateLocked(base)
+	}
+	n.users++
+	n.attrs.mtime = time.Now().Truncate(time.Second)
+	st := n.state
+	n.mu.Unlock()
+
+	err := st.Truncate(ctx, size)
+	if err == nil && syncNow {
+		err = n.sync(context.WithoutCancel(ctx))
+	}
+	n.release()
+	return err
+}

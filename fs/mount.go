@@ -1,0 +1,94 @@
+package fs
+
+import (
+	"log/slog"
+	"os"
+	"syscall"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// MountOptions are the kernel-facing choices of a mount.
+type MountOptions struct {
+	// FsName is the source column of mount(8) and df(1), such as
+	// "partfs:bucket/prefix"; default "partfs".
+	FsName string
+	// AllowOther lets users other than the one mounting use the mount. The
+	// kernel then checks permissions against the reported modes
+	// (default_permissions), as a shared mount must.
+	AllowOther bool
+	// DirectMount mounts with mount(2), which needs root, instead of the
+	// fusermount3 helper; go-fuse falls back to the helper if mount(2) fails.
+	DirectMount bool
+	// Debug logs every FUSE request and reply to Logger at Debug level.
+	Debug bool
+	// Logger receives go-fuse's messages; nil discards them.
+	Logger *slog.Logger
+}
+
+// Mount mounts root on dir and serves it in the background. It returns once
+// the kernel has the mount, so that the mount point is usable at once. The
+// caller ends it with Server.Unmount and waits for Server.Wait.
+func Mount(dir string, root *Root, mo MountOptions) (*fuse.Server, error) {
+	opts := root.fsys.opts
+	logger := mo.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if mo.FsName == "" {
+		mo.FsName = "partfs"
+	}
+	attrTimeout, entryTimeout := opts.AttrTimeout, opts.EntryTimeout
+	fuseOpts := &fusefs.Options{
+		MountOptions: fuse.MountOptions{
+			FsName:       mo.FsName,
+			Name:         "partfs",
+			AllowOther:   mo.AllowOther,
+			DirectMount:  mo.DirectMount,
+			Debug:        mo.Debug,
+			Logger:       slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+			MaxWrite:     1 << 20, // go-fuse's and the kernel's largest request
+			MaxReadAhead: 1 << 20,
+			// Background requests are reads ahead and writes; S3 serves
+			// many of them in parallel.
+			MaxBackground: 64,
+			// Listings carry no metadata; see the package comment.
+			DisableReadDirPlus: true,
+			// Have the kernel send O_TRUNC with OPEN instead of a separate
+			// SETATTR(size=0), so that a truncating open starts from an
+			// empty file without first reading the old object.
+			ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC,
+			// Do not answer getxattr for security labels and ACLs on every
+			// write; partfs has no extended attributes.
+			DisableXAttrs: true,
+		},
+		AttrTimeout:  &attrTimeout,
+		EntryTimeout: &entryTimeout,
+		// Report modes as they are, 0 included.
+		NullPermissions: true,
+		Logger:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	if mo.AllowOther {
+		fuseOpts.Options = append(fuseOpts.Options, "default_permissions")
+	}
+	if opts.ReadOnly {
+		fuseOpts.DirectMountFlags = syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_RDONLY
+		if !mo.DirectMount {
+			fuseOpts.Options = append(fuseOpts.Options, "ro")
+		}
+	}
+	server, err := fuse.NewServer(fusefs.NewNodeFS(root, fuseOpts), dir, &fuseOpts.MountOptions)
+	if err != nil {
+		return nil, err
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
+		return nil, err
+	}
+	return server, nil
+}
+
+// DirectMountAvailable reports whether this process may mount with mount(2):
+// it runs as root.
+func DirectMountAvailable() bool { return os.Geteuid() == 0 }

@@ -1,0 +1,168 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+
+	"github.com/partfs/partfs/cache"
+	"github.com/partfs/partfs/store"
+	"github.com/partfs/partfs/writeback"
+)
+
+// Options configures the file system. Zero values get defaults in New.
+type Options struct {
+	// Store is the bucket. Required.
+	Store store.Store
+	// Writer uploads written files. Required unless ReadOnly.
+	Writer *writeback.Writer
+	// Cache serves reads of stored objects. When nil, reads are ranged GETs
+	// straight from Store.
+	Cache *cache.Cache
+	// Prefix is the key prefix mounted as the root: "" for the whole bucket,
+	// otherwise ending in "/" (New adds the slash when missing).
+	Prefix string
+	// UID and GID own objects that carry no uid/gid metadata.
+	UID, GID uint32
+	// FileMode and DirMode are the permission bits of objects and
+	// directories that carry no mode metadata; defaults 0644 and 0755.
+	FileMode, DirMode uint32
+	// ReadOnly makes every operation that would change the bucket fail
+	// with EROFS.
+	ReadOnly bool
+	// AttrTimeout and EntryTimeout are how long the kernel may cache
+	// attributes and names; default 1s each. Negative means no caching.
+	AttrTimeout, EntryTimeout time.Duration
+	// Logger receives errors that have no caller to go to; nil discards.
+	Logger *slog.Logger
+}
+
+// Root is the root directory of a mounted bucket (or prefix). Mount it with
+// Mount, or hand it to go-fuse directly.
+type Root struct {
+	dirNode
+}
+
+var _ = (fusefs.InodeEmbedder)((*Root)(nil))
+
+// filesystem is what every node shares.
+type filesystem struct {
+	opts      Options
+	log       *slog.Logger
+	mountTime time.Time
+
+	mu    sync.Mutex
+	dirty map[*fileNode]struct{} // nodes holding a writeback state; guarded by mu
+}
+
+// New returns the root of a file system over opts.Store.
+func New(opts Options) (*Root, error) {
+	if opts.Store == nil {
+		return nil, errors.New("fs: Options.Store is required")
+	}
+	if opts.Writer == nil && !opts.ReadOnly {
+		return nil, errors.New("fs: Options.Writer is required unless ReadOnly")
+	}
+	if opts.Prefix != "" && !strings.HasSuffix(opts.Prefix, "/") {
+		opts.Prefix += "/"
+	}
+	if strings.HasPrefix(opts.Prefix, "/") {
+		return nil, fmt.Errorf("fs: prefix %q must not start with '/'", opts.Prefix)
+	}
+	if opts.FileMode == 0 {
+		opts.FileMode = 0o644
+	}
+	if opts.DirMode == 0 {
+		opts.DirMode = 0o755
+	}
+	opts.FileMode &= 0o7777
+	opts.DirMode &= 0o7777
+	if opts.AttrTimeout == 0 {
+		opts.AttrTimeout = time.Second
+	}
+	if opts.EntryTimeout == 0 {
+		opts.EntryTimeout = time.Second
+	}
+	opts.AttrTimeout = max(opts.AttrTimeout, 0)
+	opts.EntryTimeout = max(opts.EntryTimeout, 0)
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	fsys := &filesystem{
+		opts:      opts,
+		log:       log,
+		mountTime: time.Now().Truncate(time.Second),
+		dirty:     make(map[*fileNode]struct{}),
+	}
+	r := &Root{}
+	r.dirNode.init(fsys, opts.Prefix, defaultDirAttrs(fsys))
+	return r, nil
+}
+
+// SyncAll makes every file written through this mount durable in S3: it
+// syncs each dirty state and returns one error naming every file that failed
+// (errors.Join of per-key errors), or nil. Files unlinked while open are
+// skipped, as their data is meant to vanish.
+func (r *Root) SyncAll(ctx context.Context) error {
+	nodes := r.fsys.stateNodes()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		sem  = make(chan struct{}, 8)
+	)
+	for _, n := range nodes {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := n.syncIfDirty(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("sync %q: %w", n.keyNow(), err))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// DirtyCount reports how many files hold changes not yet durable in S3.
+func (r *Root) DirtyCount() int {
+	count := 0
+	for _, n := range r.fsys.stateNodes() {
+		if n.dirty() {
+			count++
+		}
+	}
+	return count
+}
+
+func (fsys *filesystem) addState(n *fileNode) {
+	fsys.mu.Lock()
+	fsys.dirty[n] = struct{}{}
+	fsys.mu.Unlock()
+}
+
+func (fsys *filesystem) removeState(n *fileNode) {
+	fsys.mu.Lock()
+	delete(fsys.dirty, n)
+	fsys.mu.Unlock()
+}
+
+func (fsys *filesystem) stateNodes() []*fileNode {
+	fsys.mu.Lock()
+	defer fsys.mu.Unlock()
+	nodes := make([]*fileNode, 0, len(fsys.dirty))
+	for n := range fsys.dirty {
+		nodes = append(nodes, n)
+	}
+	return nodes
+}
