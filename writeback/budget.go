@@ -78,6 +78,18 @@ func (b *budget) doneWaiting() {
 	b.mu.Unlock()
 }
 
+// tryAcquire takes n bytes if they are free now.
+func (b *budget) tryAcquire(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used+n > b.total {
+		return false
+	}
+	b.used += n
+	b.peak = max(b.peak, b.used)
+	return true
+}
+
 // release returns n bytes and wakes the waiters.
 func (b *budget) release(n int64) {
 	if n == 0 {

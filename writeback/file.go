@@ -14,10 +14,17 @@ import (
 
 // File is one file's dirty state. Its methods are safe for concurrent use.
 //
-// The bytes of a dirty file are laid out as: [0, copied) copied from the base
-// object server-side; [copied, sealed) in parts already sent; [sealed, end)
-// in buf; [end, size) zeros (a file extended by truncate or by a write past
-// its end). A file that is not dirty is exactly its base.
+// A dirty file is cut into the parts of the Writer's Plan: part n always
+// holds bytes [Start(n), Start(n+1)). Each part is in one of three states:
+//   - open: its bytes are in a slot buffer being edited;
+//   - sent: its bytes went out as UploadPart (or UploadPartCopy) and are no
+//     longer in memory;
+//   - untouched: its bytes are the base object's below baseLimit, zeros above.
+//
+// Sync sends the open parts, copies the untouched ones server-side and
+// completes the upload. A change to a part already sent needs bytes that
+// are gone, so the file is made durable first (a checkpoint, as fsync would)
+// and edited further from there.
 type File struct {
 	w   *Writer
 	key string
@@ -26,17 +33,24 @@ type File struct {
 	sizeNow  atomic.Int64
 	dirtyNow atomic.Bool
 
-	opMu     sync.Mutex
-	opts     store.PutOptions // guarded by opMu
-	base     *store.Object    // stored object the file starts from; guarded by opMu
-	size     int64            // guarded by opMu
-	dirty    bool             // guarded by opMu
-	up       *upload          // nil until the first part seals; guarded by opMu
-	copied   int64            // guarded by opMu
-	sealed   int64            // guarded by opMu
-	buf      []byte           // guarded by opMu
-	nextPart int              // guarded by opMu
-	err      error            // a failure already reported; sticky until truncated to 0; guarded by opMu
+	opMu      sync.Mutex
+	opts      store.PutOptions // guarded by opMu
+	base      *store.Object    // the stored object the file starts from; guarded by opMu
+	baseLimit int64            // base bytes past this were truncated away; guarded by opMu
+	size      int64            // guarded by opMu
+	dirty     bool             // guarded by opMu
+	up        *upload          // nil until the first part goes out; guarded by opMu
+	open      map[int]*slot    // guarded by opMu
+	sent      map[int]int64    // part number -> bytes sent; guarded by opMu
+	tick      uint64           // guarded by opMu
+	err       error            // a failure already reported; sticky until truncated to 0; guarded by opMu
+}
+
+// slot is the buffer of one open part.
+type slot struct {
+	buf   []byte // the part's first len(buf) bytes; capacity at most the part size
+	valid spans  // offsets in buf holding the file's bytes; the rest is base or zeros
+	used  uint64 // File.tick of the last write, for eviction
 }
 
 // Key is the object key the file is written to.
@@ -55,56 +69,9 @@ func (f *File) SetOptions(opts store.PutOptions) {
 	f.opMu.Unlock()
 }
 
-func (f *File) end() int64 { return f.sealed + int64(len(f.buf)) }
-
 func (f *File) publishLocked() {
 	f.sizeNow.Store(f.size)
 	f.dirtyNow.Store(f.dirty)
-}
-
-// WriteAt writes p at off. It may wait for buffer memory; ctx cancels the wait.
-func (f *File) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
-	f.opMu.Lock()
-	defer f.opMu.Unlock()
-	defer f.publishLocked()
-	if err := f.usableLocked(); err != nil {
-		return 0, err
-	}
-	if len(p) == 0 {
-		return 0, nil
-	}
-	if !f.dirty {
-		if err := f.adoptLocked(ctx, f.size, off); err != nil {
-			return 0, err
-		}
-	}
-	if off < f.sealed {
-		return 0, fmt.Errorf("write at %d of %q, below the %d bytes already sent: %w", off, f.key, f.sealed, ErrUnsupported)
-	}
-	if err := f.fillLocked(ctx, off); err != nil {
-		return 0, err
-	}
-	n := 0
-	for n < len(p) {
-		i := int(off - f.sealed)
-		if i == len(f.buf) {
-			if err := f.roomLocked(ctx); err != nil {
-				return n, err
-			}
-			i = int(off - f.sealed)
-		}
-		var c int
-		if i < len(f.buf) {
-			c = copy(f.buf[i:], p[n:])
-		} else {
-			c = min(f.room(), len(p)-n)
-			f.buf = append(f.buf, p[n:n+c]...)
-		}
-		n += c
-		off += int64(c)
-		f.size = max(f.size, off)
-	}
-	return n, nil
 }
 
 // usableLocked reports a failure that the application has not seen yet, or
@@ -119,140 +86,246 @@ func (f *File) usableLocked() error {
 	return nil
 }
 
-// room is how many bytes can be appended to buf without sealing or growing.
-func (f *File) room() int {
-	limit := min(int64(cap(f.buf)), f.w.plan.Size(f.nextPart))
-	return int(limit) - len(f.buf)
+// editLocked starts a dirty state on top of the base.
+func (f *File) editLocked() {
+	if f.dirty {
+		return
+	}
+	f.dirty = true
+	f.baseLimit = f.size
+	f.open = map[int]*slot{}
+	f.sent = map[int]int64{}
 }
 
-// roomLocked makes room for at least one more byte at the end of buf: it
-// seals a full part and grows a buffer that has reached its capacity.
-func (f *File) roomLocked(ctx context.Context) error {
-	if int64(len(f.buf)) >= f.w.plan.Size(f.nextPart) {
-		if err := f.sealLocked(ctx); err != nil {
+// WriteAt writes p at off. It may wait for buffer memory; ctx cancels the wait.
+func (f *File) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
+	f.opMu.Lock()
+	defer f.opMu.Unlock()
+	defer f.publishLocked()
+	if err := f.usableLocked(); err != nil {
+		return 0, err
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	plan := &f.w.plan
+	if end := off + int64(len(p)); end > plan.MaxSize() {
+		return 0, fmt.Errorf("%q would reach %d bytes, more than the %d that %d parts hold with this write buffer: %w",
+			f.key, end, plan.MaxSize(), plan.MaxParts, store.ErrTooLarge)
+	}
+	f.editLocked()
+	if err := f.growLocked(ctx, off+int64(len(p))); err != nil {
+		return 0, err
+	}
+	n := 0
+	for n < len(p) {
+		pos := off + int64(n)
+		k := plan.Part(pos)
+		if _, ok := f.sent[k]; ok {
+			if err := f.checkpointLocked(ctx); err != nil {
+				return n, err
+			}
+			continue
+		}
+		s, err := f.slotLocked(ctx, k)
+		if err != nil {
+			return n, err
+		}
+		lo := pos - plan.Start(k)
+		hi := min(lo+int64(len(p)-n), plan.Size(k))
+		if err := f.extendLocked(ctx, k, s, hi); err != nil {
+			return n, err
+		}
+		copy(s.buf[lo:hi], p[n:])
+		s.valid = s.valid.add(lo, hi)
+		f.tick++
+		s.used = f.tick
+		n += int(hi - lo)
+		f.size = max(f.size, plan.Start(k)+hi)
+	}
+	return n, nil
+}
+
+// growLocked prepares the file to grow to end: a last part that was sent
+// short cannot stay short once parts follow it.
+func (f *File) growLocked(ctx context.Context, end int64) error {
+	if end <= f.size || f.size == 0 {
+		return nil
+	}
+	k := f.w.plan.Part(f.size - 1)
+	if n, ok := f.sent[k]; ok && n < f.w.plan.Size(k) {
+		return f.checkpointLocked(ctx)
+	}
+	return nil
+}
+
+// checkpointLocked makes the file durable and starts a new edit on top of it.
+func (f *File) checkpointLocked(ctx context.Context) error {
+	if _, err := f.syncLocked(ctx); err != nil {
+		return err
+	}
+	f.editLocked()
+	return nil
+}
+
+// slotLocked returns the open slot of part k, opening it if needed. Opening
+// first sends this file's parts that are complete (a sequential writer has
+// moved past them) and, when the file holds too many slots or memory is
+// short, its least recently written one.
+func (f *File) slotLocked(ctx context.Context, k int) (*slot, error) {
+	if s := f.open[k]; s != nil {
+		return s, nil
+	}
+	for j, s := range f.open {
+		if int64(len(s.buf)) == f.w.plan.Size(j) && s.valid.covers(0, int64(len(s.buf))) {
+			if err := f.sealLocked(ctx, j); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(f.open) >= f.w.openSlots {
+		if j := f.evictableLocked(k); j != 0 {
+			if err := f.sealLocked(ctx, j); err != nil {
+				return nil, err
+			}
+		}
+	}
+	s := &slot{}
+	f.open[k] = s
+	return s, nil
+}
+
+// evictableLocked picks the least recently written open part other than
+// except that can be sent now: one the file covers to its full size. The
+// last part of the file is never sent early, as it may still grow and a part
+// sent short cannot be followed by others.
+func (f *File) evictableLocked(except int) int {
+	best := 0
+	for j, s := range f.open {
+		if j == except || f.w.plan.Start(j+1) > f.size {
+			continue
+		}
+		if best == 0 || s.used < f.open[best].used {
+			best = j
+		}
+	}
+	return best
+}
+
+// extendLocked makes slot s of part k at least n bytes long; new bytes are
+// zeros and not valid. Part 1's buffer starts small and doubles up to
+// smallBuffer, so small files pay little; any other buffer, and part 1 past
+// that, is paid for as a whole part at once. A file thus waits for memory at
+// most once per part while holding a partly filled buffer, and files being
+// written cannot starve one another.
+func (f *File) extendLocked(ctx context.Context, k int, s *slot, n int64) error {
+	if n <= int64(len(s.buf)) {
+		return nil
+	}
+	if n > int64(cap(s.buf)) {
+		target := f.w.plan.Size(k)
+		size := target
+		if k == 1 {
+			size = max(int64(cap(s.buf))*2, firstBuffer)
+			for size < n {
+				size *= 2
+			}
+			if size > smallBuffer {
+				size = target
+			}
+		}
+		b, err := f.bufferLocked(ctx, min(size, target), k)
+		if err != nil {
 			return err
 		}
+		b = append(b, s.buf...)
+		f.w.recycle(s.buf)
+		s.buf = b
 	}
-	if f.nextPart > f.w.plan.MaxParts {
-		return fmt.Errorf("%q would exceed %d bytes, the most %d parts hold with this write buffer: %w",
-			f.key, f.end(), f.w.plan.MaxParts, store.ErrTooLarge)
-	}
-	if f.room() > 0 {
-		return nil
-	}
-	return f.growLocked(ctx, int64(len(f.buf))+1)
+	old := len(s.buf)
+	s.buf = s.buf[:n]
+	clear(s.buf[old:])
+	return nil
 }
 
-// growLocked gives buf a capacity of at least n bytes (at most the part size).
-// A file's first buffer starts small and doubles up to smallBuffer, so small
-// files pay little; past that the whole part is paid for at once. Every file
-// then waits for memory at most once per part while holding a partly filled
-// buffer, so files that are being written cannot starve one another: each
-// buffer paid for in full can fill, seal and be freed by its upload.
-func (f *File) growLocked(ctx context.Context, n int64) error {
-	target := f.w.plan.Size(f.nextPart)
-	size := target
-	if f.sealed == 0 {
-		size = max(int64(cap(f.buf))*2, firstBuffer)
-		for size < n {
-			size *= 2
-		}
-		if size > smallBuffer {
-			size = target
-		}
-		size = min(size, target)
+// bufferLocked gets a buffer for part k. When memory is short it first sends
+// this file's least recently written other part, so that a file never waits
+// for memory that it holds itself.
+func (f *File) bufferLocked(ctx context.Context, size int64, k int) ([]byte, error) {
+	if b, ok := f.w.tryBuffer(size); ok {
+		return b, nil
 	}
-	if size <= int64(cap(f.buf)) {
+	if j := f.evictableLocked(k); j != 0 {
+		if err := f.sealLocked(ctx, j); err != nil {
+			return nil, err
+		}
+	}
+	return f.w.buffer(ctx, size)
+}
+
+// sealLocked sends open part k: the bytes not written are filled from the
+// base (a ranged GET of at most one part) or are zeros past it.
+func (f *File) sealLocked(ctx context.Context, k int) error {
+	s := f.open[k]
+	start := f.w.plan.Start(k)
+	length := min(f.w.plan.Size(k), f.size-start)
+	if length <= 0 {
+		f.w.recycle(s.buf)
+		delete(f.open, k)
 		return nil
 	}
-	b, err := f.w.buffer(ctx, size)
+	if err := f.completeSlotLocked(ctx, k, s, length); err != nil {
+		return err
+	}
+	if err := f.startLocked(ctx); err != nil {
+		return err
+	}
+	f.up.sendPart(k, s.buf[:length])
+	f.sent[k] = length
+	delete(f.open, k)
+	return nil
+}
+
+// completeSlotLocked fills slot s of part k up to length with the file's bytes.
+func (f *File) completeSlotLocked(ctx context.Context, k int, s *slot, length int64) error {
+	if err := f.extendLocked(ctx, k, s, length); err != nil {
+		return err
+	}
+	start := f.w.plan.Start(k)
+	var err error
+	s.valid.gaps(0, length, func(lo, hi int64) {
+		if err == nil {
+			err = f.readPlainLocked(ctx, s.buf[lo:hi], start+lo)
+		}
+	})
 	if err != nil {
 		return err
 	}
-	b = append(b, f.buf...)
-	f.w.recycle(f.buf)
-	f.buf = b
+	s.valid = s.valid.add(0, length)
 	return nil
 }
 
-// fillLocked extends the file with zeros up to off.
-func (f *File) fillLocked(ctx context.Context, off int64) error {
-	for f.end() < off {
-		if f.room() == 0 {
-			if err := f.roomLocked(ctx); err != nil {
-				return err
-			}
-		}
-		old := len(f.buf)
-		c := min(int64(f.room()), off-f.end())
-		f.buf = f.buf[:old+int(c)]
-		clear(f.buf[old:])
-	}
-	f.size = max(f.size, off)
-	return nil
-}
-
-// sealLocked sends buf as the next part, starting the multipart upload first
-// if this is the file's first part.
-func (f *File) sealLocked(ctx context.Context) error {
-	if f.up == nil {
-		up, err := f.w.startUpload(ctx, f.key, f.opts)
-		if err != nil {
-			return err
-		}
-		f.up = up
-	}
-	f.up.sendPart(f.nextPart, f.buf)
-	f.sealed += int64(len(f.buf))
-	f.buf = nil
-	f.nextPart++
-	return nil
-}
-
-// adoptLocked makes the base object the start of the dirty file before a
-// change at offset lo, keeping its first keep bytes. A base that fits in
-// the first part is read into the buffer; a larger one is copied
-// server-side, which only allows changes at or past its end.
-func (f *File) adoptLocked(ctx context.Context, keep, lo int64) error {
-	f.dirty = true
-	if f.base == nil || keep == 0 {
+func (f *File) startLocked(ctx context.Context) error {
+	if f.up != nil {
 		return nil
 	}
-	if keep <= f.w.plan.Size(1) {
-		if err := f.growLocked(ctx, keep); err != nil {
-			f.dirty = false
-			return err
-		}
-		f.buf = f.buf[:keep]
-		if err := f.readBase(ctx, f.buf, 0); err != nil {
-			f.w.recycle(f.buf)
-			f.buf, f.dirty = nil, false
-			return err
-		}
+	up, err := f.w.startUpload(ctx, f.key, f.opts)
+	if err != nil {
+		return err
+	}
+	f.up = up
+	return nil
+}
+
+// readPlainLocked reads bytes that are in no open part: the base's below
+// baseLimit, zeros above.
+func (f *File) readPlainLocked(ctx context.Context, p []byte, off int64) error {
+	inBase := max(min(int64(len(p)), f.baseLimit-off), 0)
+	clear(p[inBase:])
+	if inBase == 0 {
 		return nil
 	}
-	if lo < keep {
-		f.dirty = false
-		return fmt.Errorf("change at %d inside the %d stored bytes of %q: %w", lo, keep, f.key, ErrUnsupported)
-	}
-	if f.up == nil {
-		up, err := f.w.startUpload(ctx, f.key, f.opts)
-		if err != nil {
-			f.dirty = false
-			return err
-		}
-		f.up = up
-	}
-	// Split into near-equal ranges of at most 5 GiB; each is at least 5 MiB
-	// because keep is larger than one part.
-	count := (keep + store.MaxPartSize - 1) / store.MaxPartSize
-	chunk := (keep + count - 1) / count
-	for off := int64(0); off < keep; off += chunk {
-		f.up.copyPart(f.nextPart, *f.base, off, min(chunk, keep-off))
-		f.nextPart++
-	}
-	f.copied, f.sealed = keep, keep
-	return nil
+	return f.readBase(ctx, p[:inBase], off)
 }
 
 // readBase fills p from the base object at off, pinned to its ETag.
@@ -268,9 +341,9 @@ func (f *File) readBase(ctx context.Context, p []byte, off int64) error {
 	return nil
 }
 
-// ReadAt reads the file as the application wrote it. Bytes that are in
-// parts already sent can only be read back once they are stored, so such a
-// read first makes the file durable, as fsync would.
+// ReadAt reads the file as the application wrote it. Bytes in parts already
+// sent can only be read back once they are stored, so such a read first
+// makes the file durable, as fsync would.
 func (f *File) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	f.opMu.Lock()
 	defer f.opMu.Unlock()
@@ -279,38 +352,58 @@ func (f *File) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		return 0, io.EOF
 	}
 	want := min(int64(len(p)), f.size-off)
-	if f.dirty && off < f.sealed && off+want > f.copied {
-		if _, err := f.syncLocked(ctx); err != nil {
-			return 0, err
+	plan := &f.w.plan
+	if f.dirty {
+		for k := plan.Part(off); k <= plan.Part(off+want-1); k++ {
+			if _, ok := f.sent[k]; ok {
+				if _, err := f.syncLocked(ctx); err != nil {
+					return 0, err
+				}
+				break
+			}
 		}
 	}
 	if !f.dirty {
 		if err := f.readBase(ctx, p[:want], off); err != nil {
 			return 0, err
 		}
-		return f.short(want, len(p))
+		return short(want, len(p))
 	}
 	for pos := off; pos < off+want; {
-		q := p[pos-off : want]
-		var c int64
-		switch {
-		case pos < f.copied:
-			c = min(int64(len(q)), f.copied-pos)
-			if err := f.readBase(ctx, q[:c], pos); err != nil {
-				return int(pos - off), err
-			}
-		case pos < f.end():
-			c = int64(copy(q, f.buf[pos-f.sealed:]))
-		default:
-			c = int64(len(q))
-			clear(q)
+		k := plan.Part(pos)
+		start := plan.Start(k)
+		q := p[pos-off : min(want, start+plan.Size(k)-off)]
+		if err := f.readPartLocked(ctx, q, pos, k); err != nil {
+			return int(pos - off), err
 		}
-		pos += c
+		pos += int64(len(q))
 	}
-	return f.short(want, len(p))
+	return short(want, len(p))
 }
 
-func (f *File) short(got int64, asked int) (int, error) {
+// readPartLocked fills q with the file's bytes at pos, all within part k.
+func (f *File) readPartLocked(ctx context.Context, q []byte, pos int64, k int) error {
+	s := f.open[k]
+	if s == nil {
+		return f.readPlainLocked(ctx, q, pos)
+	}
+	start := f.w.plan.Start(k)
+	lo, hi := pos-start, pos-start+int64(len(q))
+	var err error
+	s.valid.gaps(lo, hi, func(a, b int64) {
+		if err == nil {
+			err = f.readPlainLocked(ctx, q[a-lo:b-lo], start+a)
+		}
+	})
+	for _, r := range s.valid {
+		if a, b := max(r.lo, lo), min(r.hi, hi); a < b {
+			copy(q[a-lo:b-lo], s.buf[a:b])
+		}
+	}
+	return err
+}
+
+func short(got int64, asked int) (int, error) {
 	if int(got) < asked {
 		return int(got), io.EOF
 	}
@@ -325,31 +418,60 @@ func (f *File) Truncate(ctx context.Context, size int64) error {
 	defer f.publishLocked()
 	if size == 0 {
 		f.dropLocked()
-		f.base, f.err, f.size, f.dirty = nil, nil, 0, true
+		f.base, f.err, f.size, f.dirty = nil, nil, 0, false
+		f.editLocked()
 		return nil
 	}
 	if err := f.usableLocked(); err != nil {
 		return err
 	}
+	if size > f.w.plan.MaxSize() {
+		return fmt.Errorf("truncate %q to %d, past the %d bytes this write buffer allows: %w", f.key, size, f.w.plan.MaxSize(), store.ErrTooLarge)
+	}
 	if size == f.size {
 		return nil
 	}
-	if !f.dirty {
-		if err := f.adoptLocked(ctx, min(size, f.size), size); err != nil {
+	f.editLocked()
+	if size > f.size {
+		if err := f.growLocked(ctx, size); err != nil {
 			return err
 		}
+		f.size = size
+		return nil
 	}
-	if size < f.sealed {
-		return fmt.Errorf("truncate %q to %d, below the %d bytes already sent: %w", f.key, size, f.sealed, ErrUnsupported)
+	return f.shrinkLocked(ctx, size)
+}
+
+func (f *File) shrinkLocked(ctx context.Context, size int64) error {
+	plan := &f.w.plan
+	for k, n := range f.sent {
+		start := plan.Start(k)
+		if start >= size {
+			delete(f.sent, k) // left out of the completed object
+		} else if start+n > size {
+			if err := f.checkpointLocked(ctx); err != nil {
+				return err
+			}
+			return f.shrinkLocked(ctx, size)
+		}
 	}
-	if size < f.end() {
-		f.buf = f.buf[:size-f.sealed]
+	for k, s := range f.open {
+		start := plan.Start(k)
+		switch {
+		case start >= size:
+			f.w.recycle(s.buf)
+			delete(f.open, k)
+		case start+int64(len(s.buf)) > size:
+			s.buf = s.buf[:size-start]
+			s.valid = s.valid.cut(size - start)
+		}
 	}
+	f.baseLimit = min(f.baseLimit, size)
 	f.size = size
 	return nil
 }
 
-// Sync makes every change durable (PutObject, or the last part and
+// Sync makes every change durable (PutObject, or the remaining parts and
 // CompleteMultipart) and returns the stored object. The File stays usable:
 // later writes edit the object just stored. A failure aborts the upload,
 // drops the changes and is returned, here and by later calls, until the
@@ -399,33 +521,73 @@ func (f *File) storeLocked(ctx context.Context) (store.Object, error) {
 	if err := f.usableLocked(); err != nil {
 		return store.Object{}, err
 	}
-	if err := f.fillLocked(ctx, f.size); err != nil {
+	plan := &f.w.plan
+	last := 0
+	if f.size > 0 {
+		last = plan.Part(f.size - 1)
+	}
+	if f.up == nil && last <= 1 {
+		return f.putLocked(ctx)
+	}
+	if err := f.startLocked(ctx); err != nil {
 		return store.Object{}, err
 	}
-	if f.up == nil {
-		obj, err := f.w.st.Put(ctx, f.key, f.buf, md5.Sum(f.buf), f.opts)
-		if err != nil {
-			return store.Object{}, fmt.Errorf("put %q (%d bytes): %w", f.key, len(f.buf), err)
+	for k := 1; k <= last; k++ {
+		start := plan.Start(k)
+		length := min(plan.Size(k), f.size-start)
+		if n, ok := f.sent[k]; ok {
+			if n != length {
+				return store.Object{}, fmt.Errorf("part %d of %q was sent with %d bytes, needs %d", k, f.key, n, length)
+			}
+			continue
 		}
-		return obj, nil
-	}
-	if len(f.buf) > 0 {
-		if err := f.sealLocked(ctx); err != nil {
+		if f.open[k] == nil && start+length <= f.baseLimit {
+			f.up.copyPart(k, *f.base, start, length)
+			f.sent[k] = length
+			continue
+		}
+		if f.open[k] == nil {
+			if _, err := f.slotLocked(ctx, k); err != nil {
+				return store.Object{}, err
+			}
+		}
+		if err := f.sealLocked(ctx, k); err != nil {
 			return store.Object{}, err
 		}
 	}
-	return f.up.complete(ctx)
+	return f.up.complete(ctx, last)
 }
 
-// dropLocked discards the changes: the upload is aborted and the buffer freed.
+// putLocked stores a file of at most one part with a single PutObject.
+func (f *File) putLocked(ctx context.Context) (store.Object, error) {
+	var body []byte
+	if f.size > 0 {
+		s, err := f.slotLocked(ctx, 1)
+		if err != nil {
+			return store.Object{}, err
+		}
+		if err := f.completeSlotLocked(ctx, 1, s, f.size); err != nil {
+			return store.Object{}, err
+		}
+		body = s.buf[:f.size]
+	}
+	obj, err := f.w.st.Put(ctx, f.key, body, md5.Sum(body), f.opts)
+	if err != nil {
+		return store.Object{}, fmt.Errorf("put %q (%d bytes): %w", f.key, len(body), err)
+	}
+	return obj, nil
+}
+
+// dropLocked discards the changes: the upload is aborted and the buffers freed.
 func (f *File) dropLocked() {
 	if f.up != nil {
 		f.up.abort()
 		f.up = nil
 	}
-	f.w.recycle(f.buf)
-	f.buf = nil
-	f.copied, f.sealed, f.nextPart = 0, 0, 1
+	for _, s := range f.open {
+		f.w.recycle(s.buf)
+	}
+	f.open, f.sent = nil, nil
 }
 
 // Discard drops the dirty state, aborting any multipart upload. The File must

@@ -199,15 +199,23 @@ func TestHolesAndOverwritesInBuffer(t *testing.T) {
 	assertStored(t, st, "holes", want)
 }
 
-func TestWriteBelowSentPartIsUnsupported(t *testing.T) {
+func TestWriteIntoSentPartCheckpoints(t *testing.T) {
 	st := memstore.New(memstore.Options{})
 	w := newWriter(t, st, Options{PartSize: 5 * mib})
 	f := w.Open("k", nil, store.PutOptions{})
-	writeSeq(t, f, randomBytes(6, 6*mib), 0, mib)
-	if _, err := f.WriteAt(context.Background(), []byte("x"), 10); !errors.Is(err, ErrUnsupported) {
-		t.Fatalf("err %v, want ErrUnsupported", err)
+	data := randomBytes(6, 12*mib)
+	writeSeq(t, f, data, 0, mib)
+	// Part 1 has gone out and its bytes are no longer at hand: the file is
+	// made durable, then edited further.
+	if _, err := f.WriteAt(context.Background(), []byte("x"), 10); err != nil {
+		t.Fatal(err)
 	}
-	f.Discard(context.Background())
+	if n := len(st.CallsTo("CompleteMultipart")); n != 1 {
+		t.Fatalf("%d completes, want the one checkpoint", n)
+	}
+	data[10] = 'x'
+	mustSync(t, f)
+	assertStored(t, st, "k", data)
 	assertNoUploads(t, st)
 }
 
@@ -351,12 +359,11 @@ func TestSyncThenKeepWriting(t *testing.T) {
 	st.ResetCalls()
 	writeSeq(t, f, data[12*mib:], 12*mib, mib)
 	mustSync(t, f)
-	var copied int64
-	for _, c := range st.CallsTo("UploadPartCopy") {
-		copied += c.Length
-	}
-	if copied != 12*mib || len(st.CallsTo("Get")) != 0 {
-		t.Fatalf("after fsync, the stored 12 MiB should be copied server-side: copied %d, gets %d", copied, len(st.CallsTo("Get")))
+	// Parts 1 and 2 are copied server-side; part 3 holds 2 stored MiB and
+	// the new bytes, so those 2 MiB are read back and merged.
+	copied, got := byteCounts(st)
+	if copied != 10*mib || got != 2*mib {
+		t.Fatalf("after fsync: copied %d bytes server-side and downloaded %d, want 10 MiB and 2 MiB", copied, got)
 	}
 	assertStored(t, st, "log", data)
 	assertNoUploads(t, st)
@@ -384,10 +391,44 @@ func TestAppendToLargeObjectCopiesServerSide(t *testing.T) {
 		t.Fatalf("sent %d bytes and %d GETs, want only the 1 MiB appended and no download", sent, len(st.CallsTo("Get")))
 	}
 	assertStored(t, st, "k", append(append([]byte{}, old...), extra...))
-	// An edit inside the large stored object is not supported yet.
-	if _, err := f.WriteAt(context.Background(), []byte("x"), 5); !errors.Is(err, ErrUnsupported) {
-		t.Fatalf("err %v, want ErrUnsupported", err)
+}
+
+// byteCounts sums the bytes copied server-side and the bytes downloaded.
+func byteCounts(st *memstore.Store) (copied, got int64) {
+	for _, c := range st.CallsTo("UploadPartCopy") {
+		copied += c.Length
 	}
+	for _, c := range st.CallsTo("Get") {
+		got += c.Size
+	}
+	return copied, got
+}
+
+func TestOverwriteInsideLargeObject(t *testing.T) {
+	// dd conv=notrunc into the middle: only the parts touched are sent, the
+	// rest is copied server-side, and only the untouched ends of the
+	// touched parts are read back.
+	st := memstore.New(memstore.Options{})
+	old := randomBytes(16, 40*mib+77)
+	base, err := st.Put(context.Background(), "k", old, md5.Sum(old), store.PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base.Size = int64(len(old))
+	w := newWriter(t, st, Options{PartSize: 5 * mib})
+	f := w.Open("k", &base, store.PutOptions{})
+	patch := randomBytes(17, 7*mib)
+	st.ResetCalls()
+	writeSeq(t, f, patch, 12*mib, 256<<10) // parts 3 and 4, [10, 20) MiB
+	mustSync(t, f)
+	want := append([]byte{}, old...)
+	copy(want[12*mib:], patch)
+	copied, got := byteCounts(st)
+	if copied != int64(len(old))-10*mib || got != 3*mib {
+		t.Fatalf("copied %d, downloaded %d: want everything but parts 3-4 copied and 3 MiB read", copied, got)
+	}
+	assertStored(t, st, "k", want)
+	assertNoUploads(t, st)
 }
 
 func TestEditSmallObjectInMemory(t *testing.T) {
@@ -488,3 +529,5 @@ func TestPartTenThousandExactly(t *testing.T) {
 	}
 	assertStored(t, st, "k", data)
 }
+
+func md5Sum(b []byte) [md5.Size]byte { return md5.Sum(b) }

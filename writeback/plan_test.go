@@ -77,3 +77,21 @@ func FuzzPlan(f *testing.F) {
 		}
 	})
 }
+
+func TestPlanPartOfOffset(t *testing.T) {
+	p := newPlan(5<<20, 1<<30, 200)
+	for n := 1; n <= 200; n++ {
+		lo, hi := p.Start(n), p.Start(n+1)
+		if hi-lo != p.Size(n) {
+			t.Fatalf("part %d spans %d bytes, size %d", n, hi-lo, p.Size(n))
+		}
+		for _, off := range []int64{lo, lo + 1, hi - 1} {
+			if got := p.Part(off); got != n {
+				t.Fatalf("offset %d: part %d, want %d", off, got, n)
+			}
+		}
+	}
+	if got := p.Part(p.MaxSize()); got != 201 {
+		t.Fatalf("offset MaxSize: part %d, want 201", got)
+	}
+}

@@ -1,12 +1,10 @@
 package writeback
 
 import (
-	"cmp"
 	"context"
 	"crypto/md5"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -28,9 +26,13 @@ type upload struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// numbers is every part number sent so far. Only the goroutine holding
+	// the File's opMu sends, so it needs no lock of its own.
+	numbers map[int]bool
+
 	mu    sync.Mutex
-	parts []store.Part // guarded by mu
-	err   error        // first failure; guarded by mu
+	parts map[int32]store.Part // guarded by mu
+	err   error                // first failure; guarded by mu
 }
 
 func (w *Writer) startUpload(ctx context.Context, key string, opts store.PutOptions) (*upload, error) {
@@ -41,12 +43,13 @@ func (w *Writer) startUpload(ctx context.Context, key string, opts store.PutOpti
 		return nil, fmt.Errorf("start multipart upload of %q: %w", key, err)
 	}
 	w.log.Debug("multipart upload started", "key", key)
-	return &upload{w: w, key: key, id: id, ctx: uctx, cancel: cancel}, nil
+	return &upload{w: w, key: key, id: id, ctx: uctx, cancel: cancel,
+		numbers: map[int]bool{}, parts: map[int32]store.Part{}}, nil
 }
 
 // sendPart uploads body as part n in the background and then recycles body.
 func (u *upload) sendPart(n int, body []byte) {
-	u.run(func() error {
+	u.run(n, func() error {
 		sum := md5.Sum(body)
 		part, err := u.w.st.UploadPart(u.ctx, u.key, u.id, int32(n), body, sum)
 		if err != nil {
@@ -60,7 +63,7 @@ func (u *upload) sendPart(n int, body []byte) {
 
 // copyPart makes part n from a range of the stored object src, server-side.
 func (u *upload) copyPart(n int, src store.Object, off, length int64) {
-	u.run(func() error {
+	u.run(n, func() error {
 		part, err := u.w.st.UploadPartCopy(u.ctx, u.key, u.id, int32(n), src.Key, src.ETag, off, length)
 		if err != nil {
 			return fmt.Errorf("copy part %d of %q from bytes %d-%d of the stored object: %w", n, u.key, off, off+length-1, err)
@@ -71,10 +74,16 @@ func (u *upload) copyPart(n int, src store.Object, off, length int64) {
 	}, func() {})
 }
 
-// run executes send in the background under one of the Writer's upload slots.
-// done runs before the upload stops counting as running, so the memory it
-// frees is visible to waiting writers first.
-func (u *upload) run(send func() error, done func()) {
+// run executes send of part n in the background under one of the Writer's
+// upload slots. done runs before the upload stops counting as running, so
+// the memory it frees is visible to waiting writers first. A part number
+// sent again waits for the earlier sends to finish: the last one to reach
+// the server wins, and it must be the newest bytes.
+func (u *upload) run(n int, send func() error, done func()) {
+	if u.numbers[n] {
+		u.wg.Wait()
+	}
+	u.numbers[n] = true
 	u.w.budget.uploadStarted()
 	u.wg.Add(1)
 	go func() {
@@ -97,7 +106,7 @@ func (u *upload) run(send func() error, done func()) {
 
 func (u *upload) add(p store.Part) {
 	u.mu.Lock()
-	u.parts = append(u.parts, p)
+	u.parts[p.Number] = p
 	u.mu.Unlock()
 }
 
@@ -133,15 +142,24 @@ func (u *upload) wait(ctx context.Context) error {
 	}
 }
 
-// complete waits for the parts and assembles them into the object.
-func (u *upload) complete(ctx context.Context) (store.Object, error) {
+// complete waits for the parts and assembles parts 1..last into the object;
+// parts numbered past last (a file truncated after they were sent) are
+// left out, and S3 discards them.
+func (u *upload) complete(ctx context.Context, last int) (store.Object, error) {
 	if err := u.wait(ctx); err != nil {
 		return store.Object{}, err
 	}
+	parts := make([]store.Part, 0, last)
 	u.mu.Lock()
-	parts := slices.Clone(u.parts)
+	for n := 1; n <= last; n++ {
+		if p, ok := u.parts[int32(n)]; ok {
+			parts = append(parts, p)
+		}
+	}
 	u.mu.Unlock()
-	slices.SortFunc(parts, func(a, b store.Part) int { return cmp.Compare(a.Number, b.Number) })
+	if len(parts) != last {
+		return store.Object{}, fmt.Errorf("complete %q: %d of parts 1..%d were stored", u.key, len(parts), last)
+	}
 	obj, err := u.w.st.CompleteMultipart(u.ctx, u.key, u.id, parts)
 	if err != nil {
 		return store.Object{}, fmt.Errorf("complete multipart upload of %q (%d parts): %w", u.key, len(parts), err)

@@ -48,7 +48,10 @@ type Writer struct {
 	plan   Plan
 	budget *budget
 	slots  *semaphore.Weighted // part uploads in flight
-	pools  sync.Map            // buffer size (int64) -> *sync.Pool of []byte
+	// openSlots is how many parts one file may hold open for editing: a
+	// quarter of the budget, so a few random writers share it.
+	openSlots int
+	pools     sync.Map // buffer size (int64) -> *sync.Pool of []byte
 }
 
 // New returns a Writer uploading through st.
@@ -82,11 +85,12 @@ func New(st store.Store, opts Options) (*Writer, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Writer{
-		st:     st,
-		log:    log,
-		plan:   newPlan(opts.PartSize, opts.BufferBytes/2, opts.maxParts),
-		budget: newBudget(opts.BufferBytes, opts.StallTimeout),
-		slots:  semaphore.NewWeighted(int64(opts.Concurrency)),
+		st:        st,
+		log:       log,
+		plan:      newPlan(opts.PartSize, opts.BufferBytes/2, opts.maxParts),
+		budget:    newBudget(opts.BufferBytes, opts.StallTimeout),
+		slots:     semaphore.NewWeighted(int64(opts.Concurrency)),
+		openSlots: int(max(2, opts.BufferBytes/(4*opts.PartSize))),
 	}, nil
 }
 
@@ -100,29 +104,42 @@ func (w *Writer) Stats() BudgetStats { return w.budget.stats() }
 // file starts from; nil means the file starts empty (create, O_TRUNC), and
 // is then written even if the application writes nothing.
 func (w *Writer) Open(key string, base *store.Object, opts store.PutOptions) *File {
-	f := &File{w: w, key: key, opts: opts, nextPart: 1}
+	f := &File{w: w, key: key, opts: opts}
 	if base == nil {
-		f.dirty = true
+		f.editLocked()
 	} else {
 		b := *base
 		f.base = &b
 		f.size = b.Size
 	}
+	f.publishLocked()
 	return f
 }
 
-// buffer returns a zeroed-on-demand buffer of capacity size, after paying for
-// it from the budget.
+// buffer returns an empty buffer of capacity size, after paying for it from
+// the budget (waiting if needed).
 func (w *Writer) buffer(ctx context.Context, size int64) ([]byte, error) {
 	if err := w.budget.acquire(ctx, size); err != nil {
 		return nil, err
 	}
+	return w.pooled(size), nil
+}
+
+// tryBuffer is buffer without waiting.
+func (w *Writer) tryBuffer(size int64) ([]byte, bool) {
+	if !w.budget.tryAcquire(size) {
+		return nil, false
+	}
+	return w.pooled(size), true
+}
+
+func (w *Writer) pooled(size int64) []byte {
 	if p, ok := w.pools.Load(size); ok {
 		if b, ok := p.(*sync.Pool).Get().(*[]byte); ok {
-			return (*b)[:0], nil
+			return (*b)[:0]
 		}
 	}
-	return make([]byte, 0, size), nil
+	return make([]byte, 0, size)
 }
 
 // recycle returns a buffer to its pool and its cost to the budget.
