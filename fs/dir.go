@@ -25,16 +25,23 @@ const maxKeyLen = 1024
 type dirNode struct {
 	fusefs.Inode
 	fsys *filesystem
-	// prefix is the directory's key prefix: "" for the root of a bucket,
-	// otherwise ending in "/".
-	prefix string
 
-	mu    sync.Mutex
-	attrs attrs // guarded by mu
+	mu sync.Mutex
+	// prefix is the directory's key prefix: "" for the root of a bucket,
+	// otherwise ending in "/". It changes when the directory or one above
+	// it is renamed. guarded by mu
+	prefix string
+	attrs  attrs // guarded by mu
 }
 
 func (d *dirNode) init(fsys *filesystem, prefix string, a attrs) {
 	d.fsys, d.prefix, d.attrs = fsys, prefix, a
+}
+
+func (d *dirNode) prefixNow() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.prefix
 }
 
 // validName reports whether name can stand for a key segment.
@@ -43,10 +50,11 @@ func validName(name string) bool {
 }
 
 func (d *dirNode) childKey(name string) (string, syscall.Errno) {
-	if len(name) > maxNameLen || len(d.prefix)+len(name)+1 > maxKeyLen {
+	prefix := d.prefixNow()
+	if len(name) > maxNameLen || len(prefix)+len(name)+1 > maxKeyLen {
 		return "", syscall.ENAMETOOLONG
 	}
-	return d.prefix + name, 0
+	return prefix + name, 0
 }
 
 func (d *dirNode) readOnly() bool { return d.fsys.opts.ReadOnly }
@@ -68,8 +76,11 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 			return ch, 0
 		}
 	}
-	obj, err := d.fsys.opts.Store.Stat(ctx, key)
+	obj, err := d.fsys.stat(ctx, key)
 	if err == nil {
+		if isSymlink(obj.Metadata) {
+			return d.symlinkChild(ctx, name, obj, out), 0
+		}
 		return d.fileChild(ctx, name, obj, out), 0
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
@@ -82,7 +93,7 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if !found {
 		return nil, syscall.ENOENT
 	}
-	return d.dirChild(ctx, name, a, out), 0
+	return d.dirChild(ctx, key+"/", name, a, out), 0
 }
 
 // findDir reports whether anything exists under prefix, and the directory's
@@ -98,7 +109,7 @@ func (d *dirNode) findDir(ctx context.Context, prefix string) (attrs, bool, erro
 	}
 	// The marker is the first key under its own prefix.
 	if len(page.Objects) > 0 && page.Objects[0].Key == prefix {
-		marker, err := d.fsys.opts.Store.Stat(ctx, prefix)
+		marker, err := d.fsys.stat(ctx, prefix)
 		switch {
 		case err == nil:
 			a.mtime = marker.LastModified
@@ -127,7 +138,8 @@ func (d *dirNode) fileChild(ctx context.Context, name string, obj store.Object, 
 	return ch
 }
 
-func (d *dirNode) dirChild(ctx context.Context, name string, a attrs, out *fuse.EntryOut) *fusefs.Inode {
+// dirChild returns the inode for the directory prefix found under name.
+func (d *dirNode) dirChild(ctx context.Context, prefix, name string, a attrs, out *fuse.EntryOut) *fusefs.Inode {
 	if ch := d.GetChild(name); ch != nil {
 		if sub, ok := ch.Operations().(*dirNode); ok {
 			sub.mu.Lock()
@@ -138,7 +150,7 @@ func (d *dirNode) dirChild(ctx context.Context, name string, a attrs, out *fuse.
 		}
 	}
 	sub := &dirNode{}
-	sub.init(d.fsys, d.prefix+name+"/", a)
+	sub.init(d.fsys, prefix, a)
 	a.fill(&out.Attr, syscall.S_IFDIR, 0)
 	return d.NewInode(ctx, sub, fusefs.StableAttr{Mode: syscall.S_IFDIR})
 }
@@ -167,13 +179,15 @@ func (d *dirNode) Setattr(ctx context.Context, f fusefs.FileHandle, in *fuse.Set
 	}
 	d.mu.Lock()
 	a := d.attrs.setattr(in)
+	prefix := d.prefix
 	d.mu.Unlock()
-	if d.prefix != "" {
+	if prefix != "" {
 		md := a.metadata(nil, syscall.S_IFDIR)
 		opts := store.PutOptions{Metadata: md, ContentType: dirContentType}
-		if _, err := d.fsys.opts.Store.Put(context.WithoutCancel(ctx), d.prefix, nil, store.Sum(nil), opts); err != nil {
-			return d.fsys.toErrno("setattr", d.prefix, err)
+		if _, err := d.fsys.opts.Store.Put(context.WithoutCancel(ctx), prefix, nil, store.Sum(nil), opts); err != nil {
+			return d.fsys.toErrno("setattr", prefix, err)
 		}
+		d.fsys.changed(prefix)
 	}
 	d.mu.Lock()
 	d.attrs = a
@@ -199,7 +213,8 @@ func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 	if _, err := d.fsys.opts.Store.Put(context.WithoutCancel(ctx), key, nil, store.Sum(nil), opts); err != nil {
 		return nil, d.fsys.toErrno("mkdir", key, err)
 	}
-	return d.dirChild(ctx, name, a, out), 0
+	d.fsys.changed(key)
+	return d.dirChild(ctx, key, name, a, out), 0
 }
 
 var _ = (fusefs.NodeRmdirer)((*dirNode)(nil))
@@ -239,6 +254,7 @@ func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if err := d.fsys.opts.Store.Delete(ctx, prefix); err != nil {
 		return d.fsys.toErrno("rmdir", prefix, err)
 	}
+	d.fsys.changedDir(prefix)
 	return 0
 }
 
@@ -262,6 +278,7 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 	if err := d.fsys.opts.Store.Delete(context.WithoutCancel(ctx), key); err != nil {
 		return d.fsys.toErrno("unlink", key, err)
 	}
+	d.fsys.changed(key)
 	return 0
 }
 
@@ -282,17 +299,6 @@ func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	ch := d.NewInode(ctx, f, fusefs.StableAttr{Mode: syscall.S_IFREG})
 	f.fillEntry(out)
 	return ch, h, 0, 0
-}
-
-var _ = (fusefs.NodeRenamer)((*dirNode)(nil))
-
-// Rename is not implemented yet. It answers EXDEV, which tells mv(1) and
-// similar tools to fall back to copy and delete, as across file systems.
-func (d *dirNode) Rename(ctx context.Context, name string, newParent fusefs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
-	if d.readOnly() {
-		return syscall.EROFS
-	}
-	return syscall.EXDEV
 }
 
 var _ = (fusefs.NodeStatfser)((*dirNode)(nil))

@@ -96,7 +96,7 @@ func (h *dirHandle) fillLocked(ctx context.Context) syscall.Errno {
 }
 
 func (h *dirHandle) pageLocked(ctx context.Context) syscall.Errno {
-	prefix := h.d.prefix
+	prefix := h.d.prefixNow()
 	page, err := h.d.fsys.opts.Store.List(ctx, prefix, "/", h.token, 0)
 	if err != nil {
 		return h.d.fsys.toErrno("readdir", prefix, err)
@@ -105,7 +105,8 @@ func (h *dirHandle) pageLocked(ctx context.Context) syscall.Errno {
 	// file wins, as in Lookup.
 	for _, obj := range page.Objects {
 		// The directory's own marker has the empty name and is skipped here.
-		h.addLocked(strings.TrimPrefix(obj.Key, prefix), syscall.S_IFREG)
+		name := strings.TrimPrefix(obj.Key, prefix)
+		h.addLocked(name, h.d.objectType(name))
 	}
 	for _, p := range page.Prefixes {
 		h.addLocked(strings.TrimSuffix(strings.TrimPrefix(p, prefix), "/"), syscall.S_IFDIR)

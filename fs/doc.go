@@ -1,10 +1,10 @@
 // Package fs maps POSIX file operations onto an S3 bucket through go-fuse.
 //
-// The node tree has two node types: directories (a key prefix ending in "/",
-// or the mount's prefix for the root) and regular files (one object key).
-// Other file types, hard links and symbolic links do not exist in S3 and are
-// refused by go-fuse with ENOTSUP. Rename is not implemented yet and answers
-// EXDEV, on which mv(1) and most tools copy and delete instead.
+// The node tree has three node types: directories (a key prefix ending in
+// "/", or the mount's prefix for the root), regular files (one object key)
+// and symbolic links (one object key holding the target). Device nodes,
+// FIFOs and sockets do not exist in S3 and are refused by go-fuse with
+// ENOTSUP; hard links are refused with EPERM (see "Links").
 //
 // # Namespace
 //
@@ -58,8 +58,73 @@
 // when descriptors stay open on it (they keep working on a file that no longer
 // has a name, as POSIX wants).
 //
-// Changes of mode, owner and times are kept in memory and, for a file with a
-// state, written with its next upload.
+// # Metadata changes
+//
+// chmod, chown and utimes (SETATTR) change the user metadata. A file whose
+// state is dirty gets them with its next upload (writeback.File.SetOptions,
+// applied at completion). A stored object gets them at once, by a
+// metadata-replacing CopyObject of the object onto itself, pinned to its
+// ETag; above Options.MaxCopySize (S3's 5 GiB) by a multipart copy onto
+// itself. If the object changed meanwhile the copy is made once more on the
+// new version. A directory gets them by writing its marker again. Only whole
+// seconds of the mtime are kept; rsync compares whole seconds unless asked
+// otherwise, so a second `rsync -a` finds nothing to transfer.
+//
+// stat is one HEAD per name the kernel looks up (READDIRPLUS is off, see
+// above). go-fuse negotiates FUSE_PARALLEL_DIROPS, so the kernel sends the
+// LOOKUPs of one directory in parallel, and nothing in this package
+// serializes them: Lookup takes no lock across its HEAD. All HEADs go through
+// filesystem.stat and every change is announced through filesystem.changed,
+// the one place where a metadata cache plugs in (object.go).
+//
+// # Rename
+//
+// S3 has no rename. A file or link is moved by CopyObject, pinned to the
+// source's ETag, then DeleteObject of the source; objects above
+// Options.MaxCopySize (S3's 5 GiB) by a multipart upload whose parts are
+// UploadPartCopy ranges of the source sent in parallel. The metadata goes
+// with the object (a multipart copy is given the source's metadata). A rename
+// onto an existing file replaces it, and descriptors still open on the
+// replaced file write to a nameless file, as after unlink. RENAME_NOREPLACE
+// is honoured (EEXIST); RENAME_EXCHANGE and RENAME_WHITEOUT answer EINVAL.
+//
+// A file open for writing can be renamed (rsync, editors and many other
+// programs write a temporary file and rename it): its state is first
+// completed under the old name, as fsync would, then the object is copied,
+// and the state is replaced by a fresh one on the new key whose base is the
+// copy, so the descriptors go on writing where they were.
+//
+// A directory is moved object by object: every key under its prefix (all
+// listing pages) is copied, a bounded number at a time, and only after every
+// copy exists are the sources deleted. Files being written below it are
+// completed first, and none of them is written while it moves. A directory
+// rename is therefore not atomic: other clients, and this mount until the
+// rename returns, can see both names, each partly filled. It never loses
+// data: a failed copy stops the rename, the copies already made are deleted
+// again and every source is untouched; a failed delete leaves an object at
+// both names, and the rename reports the error. Files opened inside the
+// directory while it moves may still be written under the old name. The
+// target may be missing or an empty directory (else ENOTEMPTY).
+//
+// # Links
+//
+// Symbolic links are stored as s3fs stores them: an object whose body is the
+// target and whose "mode" metadata has the type bits S_IFLNK (s3fs writes
+// "41471", S_IFLNK|0777), with uid, gid and mtime; links written by either
+// read in the other. Lookup tells a link by its metadata. Listings carry no
+// metadata, so readdir reports an object as a regular file (DT_REG) unless
+// the mount has already looked it up as a link; lstat is always right.
+//
+// Hard links cannot be represented (an object has one key, and a copy would
+// not share later writes): link(2) answers EPERM, logged once per mount.
+//
+// Extended attributes are disabled at the FUSE level (ENOSYS), on which the
+// kernel answers EOPNOTSUPP (ENOTSUP) to getxattr, setxattr, listxattr and
+// removexattr and stops asking. cp -a, rsync -a and ls treat ENOTSUP as "this
+// file system has no extended attributes" and stay quiet (ENODATA from
+// getxattr would be as quiet, but setxattr would then have to refuse anyway),
+// and the kernel no longer sends a GETXATTR for security.capability before
+// every write.
 //
 // # Error handling
 //
@@ -74,8 +139,9 @@
 // interrupt (any signal to the calling thread, including the SIGURG the Go
 // runtime uses for preemption). Requests that only read (lookup, readdir,
 // read) and waits for write-buffer memory honour it and fail with EINTR.
-// Requests that change the bucket (mkdir, rmdir, unlink, and the syncs of
-// close and fsync) run under a context detached from the request: an
+// Requests that change the bucket (mkdir, rmdir, unlink, rename, symlink,
+// setattr, and the syncs of close and fsync) run under a context detached
+// from the request: an
 // interrupt arriving after S3 acted could otherwise report failure for a
 // change that happened, and a retried mkdir would then see EEXIST.
 //
@@ -85,11 +151,20 @@
 //
 //  1. go-fuse's own tree locks. This package never holds one of its mutexes
 //     while calling into the go-fuse tree (NewInode, GetChild, Children).
-//  2. fileNode.mu and dirNode.mu guard a node's fields. A fileNode.mu may be
-//     held while calling the non-blocking methods of writeback.File (Size,
-//     Dirty, SetOptions) and never across WriteAt, ReadAt, Truncate, Sync,
-//     Discard or any store call.
-//  3. filesystem.mu guards the set of nodes that hold a state; it is taken
+//  2. fileNode.op, an operation lock like writeback.File's opMu and like it
+//     held across network calls: shared by every operation that creates,
+//     uses or drops a file's state (open, read, write, truncate, sync,
+//     release), exclusive for those that replace the state or move the
+//     object (rename, a metadata change of a stored object). One operation
+//     takes it once (a second shared lock deadlocks behind a waiting
+//     rename); several files' op are taken in inode-number order
+//     (lockFiles), as a directory rename locks every file below it.
+//  3. fileNode.mu, symlinkNode.mu and dirNode.mu guard a node's fields,
+//     among them its key or prefix, which rename changes. A fileNode.mu may
+//     be held while calling the non-blocking methods of writeback.File (Key,
+//     Size, Dirty, SetOptions) and Writer.Open, and never across WriteAt,
+//     ReadAt, Truncate, Sync, Discard or any store call.
+//  4. filesystem.mu guards the set of nodes that hold a state; it is taken
 //     inside fileNode.mu and nothing is called while it is held.
 //
 // writeback.File has its own locks below all of these and never calls back

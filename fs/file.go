@@ -18,9 +18,18 @@ import (
 type fileNode struct {
 	fusefs.Inode
 	fsys *filesystem
-	key  string
+
+	// op is held shared by every operation that creates, uses or drops the
+	// state (open, read, write, truncate, sync, release) and exclusively by
+	// those that replace the state or move the object: rename, and a
+	// metadata change of a stored object. Like writeback.File's opMu it is
+	// held across network calls, as the file must not move under a write.
+	// It is taken before mu, and at most once by one operation: a second
+	// shared lock would deadlock behind a waiting rename.
+	op sync.RWMutex
 
 	mu     sync.Mutex
+	key    string       // the object key; changes on rename; guarded by mu
 	obj    store.Object // the stored object as last seen; guarded by mu
 	exists bool         // obj describes a stored object; guarded by mu
 	statAt time.Time    // when obj was last confirmed; guarded by mu
@@ -46,7 +55,11 @@ func newFileNode(fsys *filesystem, key string) *fileNode {
 	return &fileNode{fsys: fsys, key: key, attrs: defaultFileAttrs(fsys, fsys.mountTime)}
 }
 
-func (n *fileNode) keyNow() string { return n.key }
+func (n *fileNode) keyNow() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.key
+}
 
 // hasState reports whether the file has a state that is the truth about it:
 // such a file may not be in S3 yet.
@@ -63,10 +76,14 @@ func (n *fileNode) dirty() bool {
 }
 
 // setObject records obj as the stored object. A file with a state keeps its
-// own view until the state is synced.
+// own view until the state is synced. An answer about a key the file no
+// longer has (a rename ran meanwhile) is ignored.
 func (n *fileNode) setObject(obj store.Object) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if obj.Key != n.key {
+		return
+	}
 	n.exists, n.statAt = true, time.Now()
 	if n.state != nil {
 		return
@@ -116,9 +133,17 @@ func (n *fileNode) create(a attrs, flags uint32) *fileHandle {
 	return &fileHandle{n: n, syncs: true}
 }
 
-// sync makes the state durable and records the object it produced. It is a
-// no-op for a file without a state or one that was unlinked.
+// sync makes the state durable; see syncHeld.
 func (n *fileNode) sync(ctx context.Context) error {
+	n.op.RLock()
+	defer n.op.RUnlock()
+	return n.syncHeld(ctx)
+}
+
+// syncHeld makes the state durable and records the object it produced. It
+// is a no-op for a file without a state or one that was unlinked. The caller
+// holds op, shared or exclusively.
+func (n *fileNode) syncHeld(ctx context.Context) error {
 	n.mu.Lock()
 	st := n.state
 	if st == nil || n.unlinked {
@@ -127,6 +152,7 @@ func (n *fileNode) sync(ctx context.Context) error {
 	}
 	opts := n.putOptionsLocked()
 	st.SetOptions(opts)
+	key, wasDirty := n.key, st.Dirty()
 	n.mu.Unlock()
 
 	obj, err := st.Sync(ctx)
@@ -144,9 +170,12 @@ func (n *fileNode) sync(ctx context.Context) error {
 	if unlinked {
 		// Unlink ran while the upload was in flight and may have deleted
 		// the key before the upload completed; the file must stay gone.
-		return n.fsys.opts.Store.Delete(ctx, n.key)
+		err = n.fsys.opts.Store.Delete(ctx, key)
 	}
-	return nil
+	if wasDirty {
+		n.fsys.changed(key)
+	}
+	return err
 }
 
 // syncIfDirty is sync for SyncAll: it skips files with nothing to upload.
@@ -157,10 +186,17 @@ func (n *fileNode) syncIfDirty(ctx context.Context) error {
 	return n.sync(ctx)
 }
 
-// release ends one use of the state. The last one syncs a state that is
-// still dirty (a FLUSH failed or never came), logging a failure as nobody
-// is left to hear of it, and drops the state.
+// release ends one use of the state; see releaseHeld.
 func (n *fileNode) release() {
+	n.op.RLock()
+	defer n.op.RUnlock()
+	n.releaseHeld()
+}
+
+// releaseHeld ends one use of the state. The last one syncs a state that is
+// still dirty (a FLUSH failed or never came), logging a failure as nobody
+// is left to hear of it, and drops the state. The caller holds op shared.
+func (n *fileNode) releaseHeld() {
 	n.mu.Lock()
 	n.users--
 	st := n.state
@@ -172,8 +208,8 @@ func (n *fileNode) release() {
 	n.mu.Unlock()
 
 	if syncFirst {
-		if err := n.sync(context.Background()); err != nil {
-			n.fsys.log.Error("changes lost: upload failed after the last close", "key", n.key, "err", err)
+		if err := n.syncHeld(context.Background()); err != nil {
+			n.fsys.log.Error("changes lost: upload failed after the last close", "key", n.keyNow(), "err", err)
 		}
 	}
 	n.mu.Lock()
@@ -209,6 +245,8 @@ func (n *fileNode) unlink() {
 // truncate sets the file's size, opening a state for it when the file has
 // none, and syncs it when syncNow is set.
 func (n *fileNode) truncate(ctx context.Context, size int64, syncNow bool) error {
+	n.op.RLock()
+	defer n.op.RUnlock()
 	n.mu.Lock()
 	if n.state == nil {
 		if !n.exists {
@@ -229,8 +267,39 @@ func (n *fileNode) truncate(ctx context.Context, size int64, syncNow bool) error
 
 	err := st.Truncate(ctx, size)
 	if err == nil && syncNow {
-		err = n.sync(context.WithoutCancel(ctx))
+		err = n.syncHeld(context.WithoutCancel(ctx))
 	}
-	n.release()
+	n.releaseHeld()
 	return err
+}
+
+// moved re-points the file at key after a rename copied its object there as
+// obj. A writeback.File writes to the key it was opened on, so a state is
+// replaced by a fresh one on the new key whose base is obj. The caller holds
+// op exclusively and synced the state first: the old state holds nothing
+// that obj does not.
+func (n *fileNode) moved(key string, obj store.Object) {
+	n.mu.Lock()
+	n.key = key
+	if obj.ETag == "" {
+		// Not stored: the next stat asks S3 about the new key.
+		n.obj.Key, n.statAt = key, time.Time{}
+		n.mu.Unlock()
+		return
+	}
+	if obj.Metadata == nil {
+		obj.Metadata = n.obj.Metadata // copied with the object
+	}
+	if n.keepETag != "" && n.keepETag == n.obj.ETag {
+		n.keepETag = obj.ETag // same bytes: the page cache stays valid
+	}
+	old := n.state
+	n.obj, n.exists, n.statAt = obj, true, time.Now()
+	if old != nil {
+		n.state = n.fsys.opts.Writer.Open(key, &obj, n.putOptionsLocked())
+	}
+	n.mu.Unlock()
+	if old != nil {
+		old.Discard(context.Background())
+	}
 }

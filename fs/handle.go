@@ -22,11 +22,12 @@ var _ = (fusefs.NodeGetattrer)((*fileNode)(nil))
 func (n *fileNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	n.mu.Lock()
 	refresh := f == nil && n.state == nil && time.Since(n.statAt) >= n.fsys.opts.AttrTimeout
+	key := n.key
 	n.mu.Unlock()
 	if refresh {
-		obj, err := n.fsys.opts.Store.Stat(ctx, n.key)
+		obj, err := n.fsys.stat(ctx, key)
 		if err != nil {
-			return n.fsys.toErrno("getattr", n.key, err)
+			return n.fsys.toErrno("getattr", key, err)
 		}
 		n.setObject(obj)
 	}
@@ -38,8 +39,8 @@ func (n *fileNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.A
 
 var _ = (fusefs.NodeSetattrer)((*fileNode)(nil))
 
-// Setattr truncates through the state, and keeps mode, owner and time
-// changes in memory; a file with a state writes them with its next upload.
+// Setattr truncates through the state and stores mode, owner and mtime
+// changes; see setAttrs.
 func (n *fileNode) Setattr(ctx context.Context, f fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if n.fsys.opts.ReadOnly {
 		return syscall.EROFS
@@ -53,15 +54,58 @@ func (n *fileNode) Setattr(ctx context.Context, f fusefs.FileHandle, in *fuse.Se
 		h, _ := f.(*fileHandle)
 		syncNow := h == nil || !h.syncs
 		if err := n.truncate(ctx, int64(size), syncNow); err != nil {
-			return n.fsys.toErrno("truncate", n.key, err)
+			return n.fsys.toErrno("truncate", n.keyNow(), err)
 		}
+	}
+	if errno := n.setAttrs(ctx, in); errno != 0 {
+		return errno
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if a := n.attrs.setattr(in); a != n.attrs {
-		n.attrs, n.localAttrs = a, true
-	}
 	n.attrs.fill(&out.Attr, syscall.S_IFREG, n.sizeLocked())
+	return 0
+}
+
+// setAttrs applies the mode, owner and mtime changes of in. A file whose
+// state is dirty writes them with its next upload (writeback.File's
+// SetOptions at sync). A stored object gets them at once, by a
+// metadata-replacing copy onto itself pinned to its ETag; a state that is
+// not dirty is then re-opened on the copied object, whose ETag may differ.
+// An unlinked file keeps them in memory.
+func (n *fileNode) setAttrs(ctx context.Context, in *fuse.SetAttrIn) syscall.Errno {
+	n.op.Lock()
+	defer n.op.Unlock()
+	n.mu.Lock()
+	a := n.attrs.setattr(in)
+	if a == n.attrs {
+		n.mu.Unlock()
+		return 0
+	}
+	if n.unlinked || !n.exists || (n.state != nil && n.state.Dirty()) {
+		n.attrs, n.localAttrs = a, true
+		n.mu.Unlock()
+		return 0
+	}
+	obj, key := n.obj, n.key
+	n.mu.Unlock()
+
+	md := func(base store.Metadata) store.Metadata { return a.metadata(base, syscall.S_IFREG) }
+	stored, err := n.fsys.setMetadata(context.WithoutCancel(ctx), obj, md, contentType(key))
+	if err != nil {
+		return n.fsys.toErrno("setattr", key, err)
+	}
+	n.mu.Lock()
+	n.attrs, n.localAttrs = a, false
+	n.obj, n.statAt = stored, time.Now()
+	old := n.state
+	if old != nil {
+		n.state = n.fsys.opts.Writer.Open(key, &stored, n.putOptionsLocked())
+		n.keepETag = ""
+	}
+	n.mu.Unlock()
+	if old != nil {
+		old.Discard(context.Background())
+	}
 	return 0
 }
 
@@ -76,10 +120,13 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, u
 	if (writable || trunc) && n.fsys.opts.ReadOnly {
 		return nil, 0, syscall.EROFS
 	}
+	n.op.RLock()
+	defer n.op.RUnlock()
 	if !n.hasState() {
-		obj, err := n.fsys.opts.Store.Stat(ctx, n.key)
+		key := n.keyNow()
+		obj, err := n.fsys.stat(ctx, key)
 		if err != nil {
-			return nil, 0, n.fsys.toErrno("open", n.key, err)
+			return nil, 0, n.fsys.toErrno("open", key, err)
 		}
 		n.setObject(obj)
 	}
@@ -108,8 +155,8 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, u
 
 	if truncate {
 		if err := st.Truncate(ctx, 0); err != nil {
-			n.release()
-			return nil, 0, n.fsys.toErrno("open", n.key, err)
+			n.releaseHeld()
+			return nil, 0, n.fsys.toErrno("open", n.keyNow(), err)
 		}
 	}
 	return &fileHandle{n: n, syncs: writable || trunc}, fuseFlags, 0
@@ -129,6 +176,8 @@ var _ = (fusefs.FileReader)((*fileHandle)(nil))
 // and the stored object through the block cache otherwise.
 func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	n := h.n
+	n.op.RLock()
+	defer n.op.RUnlock()
 	n.mu.Lock()
 	st, obj := n.state, n.obj
 	n.mu.Unlock()
@@ -144,7 +193,7 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 		got, err = readStore(ctx, n.fsys.opts.Store, obj, dest, off)
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, n.fsys.toErrno("read", n.key, err)
+		return nil, n.fsys.toErrno("read", obj.Key, err)
 	}
 	return fuse.ReadResultData(dest[:got]), 0
 }
@@ -173,6 +222,8 @@ var _ = (fusefs.FileWriter)((*fileHandle)(nil))
 // a wait for write-buffer memory.
 func (h *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	n := h.n
+	n.op.RLock()
+	defer n.op.RUnlock()
 	n.mu.Lock()
 	st := n.state
 	n.attrs.mtime = time.Now().Truncate(time.Second)
@@ -182,7 +233,7 @@ func (h *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 	}
 	written, err := st.WriteAt(ctx, data, off)
 	if err != nil {
-		return 0, n.fsys.toErrno("write", n.key, err)
+		return 0, n.fsys.toErrno("write", st.Key(), err)
 	}
 	return uint32(written), 0
 }
@@ -196,7 +247,7 @@ func (h *fileHandle) Flush(ctx context.Context) syscall.Errno {
 		return 0
 	}
 	if err := h.n.sync(context.WithoutCancel(ctx)); err != nil {
-		return h.n.fsys.toErrno("close", h.n.key, err)
+		return h.n.fsys.toErrno("close", h.n.keyNow(), err)
 	}
 	return 0
 }
@@ -205,7 +256,7 @@ var _ = (fusefs.FileFsyncer)((*fileHandle)(nil))
 
 func (h *fileHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	if err := h.n.sync(context.WithoutCancel(ctx)); err != nil {
-		return h.n.fsys.toErrno("fsync", h.n.key, err)
+		return h.n.fsys.toErrno("fsync", h.n.keyNow(), err)
 	}
 	return 0
 }

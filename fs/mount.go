@@ -59,8 +59,9 @@ func Mount(dir string, root *Root, mo MountOptions) (*fuse.Server, error) {
 			// SETATTR(size=0), so that a truncating open starts from an
 			// empty file without first reading the old object.
 			ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC,
-			// Do not answer getxattr for security labels and ACLs on every
-			// write; partfs has no extended attributes.
+			// partfs has no extended attributes: ENOSYS makes the kernel
+			// answer ENOTSUP to every xattr call and stop asking, also for
+			// the security.capability it would check before every write.
 			DisableXAttrs: true,
 		},
 		AttrTimeout:  &attrTimeout,

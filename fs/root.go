@@ -39,6 +39,11 @@ type Options struct {
 	// AttrTimeout and EntryTimeout are how long the kernel may cache
 	// attributes and names; default 1s each. Negative means no caching.
 	AttrTimeout, EntryTimeout time.Duration
+	// MaxCopySize is the largest object that rename and metadata changes
+	// copy with one CopyObject request; larger ones are copied as parallel
+	// UploadPartCopy ranges. Default and upper bound S3's 5 GiB
+	// (store.MaxPartSize); tests lower it together with memstore's limit.
+	MaxCopySize int64
 	// Logger receives errors that have no caller to go to; nil discards.
 	Logger *slog.Logger
 }
@@ -56,6 +61,9 @@ type filesystem struct {
 	opts      Options
 	log       *slog.Logger
 	mountTime time.Time
+
+	copyOpts store.CopyOptions
+	linkWarn sync.Once // hard links are refused with one log line per mount
 
 	mu    sync.Mutex
 	dirty map[*fileNode]struct{} // nodes holding a writeback state; guarded by mu
@@ -89,6 +97,9 @@ func New(opts Options) (*Root, error) {
 	if opts.EntryTimeout == 0 {
 		opts.EntryTimeout = time.Second
 	}
+	if opts.MaxCopySize <= 0 || opts.MaxCopySize > store.MaxPartSize {
+		opts.MaxCopySize = store.MaxPartSize
+	}
 	opts.AttrTimeout = max(opts.AttrTimeout, 0)
 	opts.EntryTimeout = max(opts.EntryTimeout, 0)
 	log := opts.Logger
@@ -99,6 +110,7 @@ func New(opts Options) (*Root, error) {
 		opts:      opts,
 		log:       log,
 		mountTime: time.Now().Truncate(time.Second),
+		copyOpts:  store.CopyOptions{MaxSingle: opts.MaxCopySize},
 		dirty:     make(map[*fileNode]struct{}),
 	}
 	r := &Root{}

@@ -84,7 +84,7 @@ func TestNewOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.prefix != "data/" || r.fsys.opts.FileMode != 0o644 || r.fsys.opts.DirMode != 0o755 {
+	if r.prefixNow() != "data/" || r.fsys.opts.FileMode != 0o644 || r.fsys.opts.DirMode != 0o755 {
 		t.Errorf("defaults: prefix %q modes %o %o", r.prefix, r.fsys.opts.FileMode, r.fsys.opts.DirMode)
 	}
 	if _, err := New(Options{Store: nopStore{}}); err == nil {

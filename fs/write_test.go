@@ -334,13 +334,6 @@ func TestTruncateWhileOpenForReading(t *testing.T) {
 	}
 }
 
-func TestRenameFallsBackToCopy(t *testing.T) {
-	m := newMount(t, nil)
-	m.put(t, "from", []byte("x"), nil)
-	// EXDEV makes mv(1) copy and delete, as across file systems.
-	wantErrno(t, "rename", os.Rename(m.path("from"), m.path("to")), syscall.EXDEV)
-}
-
 func TestFsyncDirectory(t *testing.T) {
 	m := newMount(t, nil)
 	d, err := os.Open(m.dir)

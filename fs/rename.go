@@ -1,0 +1,191 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"slices"
+	"syscall"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+)
+
+// renameNoReplace is RENAME_NOREPLACE of renameat2(2) (<linux/fs.h>).
+const renameNoReplace = 0x1
+
+var _ = (fusefs.NodeRenamer)((*dirNode)(nil))
+
+// Rename moves name to newName in newParent by copying and deleting; see
+// "Rename" in the package comment. When it returns success go-fuse moves the
+// inode in its tree (MvChild, replacing a target), so open descriptors and
+// the kernel's dentries follow the file.
+func (d *dirNode) Rename(ctx context.Context, name string, newParent fusefs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	if d.readOnly() {
+		return syscall.EROFS
+	}
+	if flags&^renameNoReplace != 0 {
+		// RENAME_EXCHANGE cannot be made of copies without a moment in
+		// which both names hold the same file; RENAME_WHITEOUT is for
+		// overlay file systems. EINVAL is rename(2)'s "flag not supported".
+		return syscall.EINVAL
+	}
+	dst := asDir(newParent)
+	if dst == nil {
+		return syscall.EXDEV
+	}
+	srcKey, errno := d.childKey(name)
+	if errno != 0 {
+		return errno
+	}
+	dstKey, errno := dst.childKey(newName)
+	if errno != 0 {
+		return errno
+	}
+	// A rename that S3 has carried out must not be reported as failed
+	// because of a late interrupt; see "Interrupts".
+	ctx = context.WithoutCancel(ctx)
+	noReplace := flags&renameNoReplace != 0
+
+	var node fusefs.InodeEmbedder
+	if ch := d.GetChild(name); ch != nil {
+		node = ch.Operations()
+	}
+	switch n := node.(type) {
+	case *dirNode:
+		return d.renameDir(ctx, n, srcKey+"/", dst, newName, dstKey+"/", noReplace)
+	case objectNode:
+		return d.renameObject(ctx, n, srcKey, dst, newName, dstKey, noReplace)
+	}
+	// The kernel looks the name up before renaming it, so the tree knows
+	// it; should it not, S3 is asked, files first as in Lookup.
+	_, err := d.fsys.stat(ctx, srcKey)
+	if err == nil {
+		return d.renameObject(ctx, nil, srcKey, dst, newName, dstKey, noReplace)
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return d.fsys.toErrno("rename", srcKey, err)
+	}
+	_, found, err := d.findDir(ctx, srcKey+"/")
+	if err != nil {
+		return d.fsys.toErrno("rename", srcKey+"/", err)
+	}
+	if !found {
+		return syscall.ENOENT
+	}
+	return d.renameDir(ctx, nil, srcKey+"/", dst, newName, dstKey+"/", noReplace)
+}
+
+// asDir returns the directory node behind a go-fuse parent.
+func asDir(p fusefs.InodeEmbedder) *dirNode {
+	switch p := p.(type) {
+	case *dirNode:
+		return p
+	case *Root:
+		return &p.dirNode
+	}
+	return nil
+}
+
+// renameObject moves a file or link: the node n (nil when the tree has
+// none) at srcKey to dstKey, replacing what dstKey holds.
+func (d *dirNode) renameObject(ctx context.Context, n objectNode, srcKey string, dst *dirNode, newName, dstKey string, noReplace bool) syscall.Errno {
+	if noReplace {
+		exists, err := d.fsys.nameExists(ctx, dstKey)
+		if err != nil {
+			return d.fsys.toErrno("rename", dstKey, err)
+		}
+		if exists {
+			return syscall.EEXIST
+		}
+	}
+	// Neither the file that moves nor a file it replaces may write or sync
+	// meanwhile: a late upload of either would land on the wrong key.
+	f, _ := n.(*fileNode)
+	var target *fileNode
+	if ch := dst.GetChild(newName); ch != nil {
+		target, _ = ch.Operations().(*fileNode)
+	}
+	unlock := lockFiles([]*fileNode{f, target})
+	defer unlock()
+	if f != nil {
+		// A file being written is completed under its old name first.
+		if err := f.syncHeld(ctx); err != nil {
+			return d.fsys.toErrno("rename", srcKey, err)
+		}
+	}
+	src, err := d.fsys.stat(ctx, srcKey)
+	if err != nil {
+		return d.fsys.toErrno("rename", srcKey, err)
+	}
+	obj, err := d.fsys.copyObject(ctx, src, dstKey, nil)
+	if err != nil {
+		return d.fsys.toErrno("rename", srcKey, err)
+	}
+	if err := d.fsys.opts.Store.Delete(ctx, srcKey); err != nil {
+		return d.fsys.toErrno("rename", srcKey, err)
+	}
+	d.fsys.changed(srcKey)
+	if target != nil && target != f {
+		// The replaced file loses its name: whatever its descriptors
+		// still write must never reach S3.
+		target.unlink()
+	}
+	if n != nil {
+		n.moved(dstKey, obj)
+	}
+	return 0
+}
+
+// nameExists reports whether key is taken, by an object or a directory.
+func (fsys *filesystem) nameExists(ctx context.Context, key string) (bool, error) {
+	_, err := fsys.stat(ctx, key)
+	if err == nil {
+		return true, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return false, err
+	}
+	page, err := fsys.opts.Store.List(ctx, key+"/", "/", "", 1)
+	if err != nil {
+		return false, err
+	}
+	return len(page.Objects) > 0 || len(page.Prefixes) > 0, nil
+}
+
+// lockFiles takes op exclusively on each distinct non-nil node, in inode
+// number order so that two renames sharing nodes cannot deadlock, and
+// returns the function that releases them.
+func lockFiles(nodes []*fileNode) (unlock func()) {
+	nodes = slices.DeleteFunc(slices.Clone(nodes), func(n *fileNode) bool { return n == nil })
+	slices.SortFunc(nodes, func(a, b *fileNode) int {
+		ia, ib := a.StableAttr().Ino, b.StableAttr().Ino
+		switch {
+		case ia < ib:
+			return -1
+		case ia > ib:
+			return 1
+		}
+		return 0
+	})
+	nodes = slices.Compact(nodes)
+	for _, n := range nodes {
+		n.op.Lock()
+	}
+	return func() {
+		for _, n := range nodes {
+			n.op.Unlock()
+		}
+	}
+}
+
+// walkTree calls fn for every node below in that the tree knows, parents
+// before their children. It holds none of this package's locks.
+func walkTree(in *fusefs.Inode, fn func(fusefs.InodeEmbedder)) {
+	for _, ch := range in.Children() {
+		ops := ch.Operations()
+		fn(ops)
+		if _, ok := ops.(*dirNode); ok {
+			walkTree(ch, fn)
+		}
+	}
+}
