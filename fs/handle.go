@@ -184,6 +184,11 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 
 	var got int
 	var err error
+	if st != nil {
+		if stored, ok := st.Stored(); ok {
+			st, obj = nil, stored // no changes: read through the cache
+		}
+	}
 	switch {
 	case st != nil:
 		got, err = st.ReadAt(ctx, dest, off)

@@ -53,6 +53,17 @@ type slot struct {
 	used  uint64 // File.tick of the last write, for eviction
 }
 
+// Stored returns the stored object when the file has no changes, so that
+// reads can go through the block cache.
+func (f *File) Stored() (store.Object, bool) {
+	f.opMu.Lock()
+	defer f.opMu.Unlock()
+	if f.dirty || f.base == nil {
+		return store.Object{}, false
+	}
+	return *f.base, true
+}
+
 // Key is the object key the file is written to.
 func (f *File) Key() string { return f.key }
 
@@ -389,6 +400,13 @@ func (f *File) readPartLocked(ctx context.Context, q []byte, pos int64, k int) e
 	}
 	start := f.w.plan.Start(k)
 	lo, hi := pos-start, pos-start+int64(len(q))
+	if start+lo < f.baseLimit && !s.valid.covers(lo, min(hi, f.baseLimit-start)) {
+		// Read-modify-write (a database's pages): fetch the rest of the
+		// part once rather than one GET per read.
+		if err := f.completeSlotLocked(ctx, k, s, min(f.w.plan.Size(k), f.size-start)); err != nil {
+			return err
+		}
+	}
 	var err error
 	s.valid.gaps(lo, hi, func(a, b int64) {
 		if err == nil {

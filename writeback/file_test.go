@@ -531,3 +531,29 @@ func TestPartTenThousandExactly(t *testing.T) {
 }
 
 func md5Sum(b []byte) [md5.Size]byte { return md5.Sum(b) }
+
+func TestReadModifyWriteFetchesPartOnce(t *testing.T) {
+	st := memstore.New(memstore.Options{})
+	old := randomBytes(18, 3*mib)
+	base, err := st.Put(context.Background(), "db", old, md5.Sum(old), store.PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base.Size = int64(len(old))
+	w := newWriter(t, st, Options{PartSize: 5 * mib})
+	f := w.Open("db", &base, store.PutOptions{})
+	if _, err := f.WriteAt(context.Background(), []byte("page"), 4096); err != nil {
+		t.Fatal(err)
+	}
+	st.ResetCalls()
+	p := make([]byte, 4096)
+	for off := int64(0); off < int64(len(old)); off += 64 << 10 {
+		if _, err := f.ReadAt(context.Background(), p, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One GET each side of the page written, then none.
+	if n := len(st.CallsTo("Get")); n != 2 {
+		t.Fatalf("%d GETs for reads across a 3 MiB file being edited, want 2", n)
+	}
+}
