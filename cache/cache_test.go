@@ -34,7 +34,7 @@ func setup(t *testing.T, size int) (*memstore.Store, *Cache, store.Object, []byt
 	return mem, c, obj, data
 }
 
-func put(t *testing.T, mem *memstore.Store, key string, data []byte) store.Object {
+func put(t testing.TB, mem *memstore.Store, key string, data []byte) store.Object {
 	t.Helper()
 	obj, err := mem.Put(context.Background(), key, data, store.Sum(data), store.PutOptions{})
 	if err != nil {
@@ -323,8 +323,8 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if c.blockSize != 1<<20 || c.blocks.MaxCost() != 256<<20 {
-		t.Fatalf("defaults: block %d, max %d", c.blockSize, c.blocks.MaxCost())
+	if c.blockSize != 256<<10 || c.blocks.MaxCost() != 256<<20 || c.budget.limit != 64<<20 || c.fetchSize != 8<<20 || c.slack != 4<<20 {
+		t.Fatalf("defaults: block %d, max %d, read-ahead %d, fetch %d, slack %d", c.blockSize, c.blocks.MaxCost(), c.budget.limit, c.fetchSize, c.slack)
 	}
 }
 
@@ -342,7 +342,7 @@ func FuzzReadAt(f *testing.F) {
 		data := make([]byte, size)
 		rand.NewChaCha8([32]byte{byte(size), block}).Read(data)
 		obj := put(t, mem, "k", data)
-		c, err := New(mem, Options{BlockSize: int64(block), MaxBytes: 1 << 20})
+		c, err := New(mem, Options{BlockSize: int64(block), MaxBytes: 64 * int64(block)}) // small: evictions too, and few counters to set up
 		if err != nil {
 			t.Fatal(err)
 		}

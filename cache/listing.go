@@ -1,0 +1,222 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/partfs/partfs/store"
+)
+
+// maxParallelStats bounds the HEAD requests one ReadDirPlus sends at once.
+const maxParallelStats = 16
+
+// Listing is one level of a directory as S3 lists it with the delimiter "/".
+// A Listing returned by Meta is shared: callers must not modify it.
+type Listing struct {
+	// Prefix is the directory: "" for the top of the bucket, otherwise
+	// ending in "/".
+	Prefix string
+	// Objects are the objects directly under Prefix in key order, the
+	// directory's own marker (Prefix itself) included when it exists.
+	// Metadata is nil unless the metadata of that exact version is known.
+	Objects []store.Object
+	// Prefixes are the subdirectories, full prefixes ending in "/", in key
+	// order. A subdirectory's marker object is folded into its prefix.
+	Prefixes []string
+	// Next is empty when the listing is complete. Otherwise the directory
+	// has more than Options.MaxListed entries; the listing holds the first
+	// ones and the caller continues with store.Store.List from this token.
+	// Incomplete listings are not cached.
+	Next string
+}
+
+// Object returns the listed object with the given key.
+func (l *Listing) Object(key string) (store.Object, bool) {
+	i, ok := slices.BinarySearchFunc(l.Objects, key, func(o store.Object, k string) int {
+		return strings.Compare(o.Key, k)
+	})
+	if !ok {
+		return store.Object{}, false
+	}
+	return l.Objects[i], true
+}
+
+// Subdir reports whether prefix (ending in "/") is listed as a subdirectory.
+func (l *Listing) Subdir(prefix string) bool {
+	_, ok := slices.BinarySearch(l.Prefixes, prefix)
+	return ok
+}
+
+// ReadDir returns the listing of the directory prefix ("" or ending in
+// "/"), every page of it up to Options.MaxListed entries, from memory when a
+// listing younger than ListTTL is at hand.
+func (m *Meta) ReadDir(ctx context.Context, prefix string) (*Listing, error) {
+	m.mu.Lock()
+	d := m.freshDirLocked(prefix, m.now())
+	gen := m.gen
+	m.mu.Unlock()
+	if d != nil {
+		return d.l, nil
+	}
+	v, err := m.do(ctx, "list "+strconv.FormatUint(gen, 10)+" "+prefix, func(ctx context.Context) (any, error) {
+		return m.list(ctx, prefix)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cache: list %q: %w", prefix, err)
+	}
+	return v.(*Listing), nil
+}
+
+// list lists prefix from the store and caches the listing.
+func (m *Meta) list(ctx context.Context, prefix string) (*Listing, error) {
+	m.mu.Lock()
+	g := m.beginLocked()
+	m.mu.Unlock()
+	start := m.now()
+	l, err := m.listAll(ctx, prefix)
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	keep := m.endLocked(g, func(inv invalidation) bool { return inv.coversDir(prefix) })
+	if err != nil {
+		return nil, err
+	}
+	for i, o := range l.Objects {
+		if md, ok := m.knownVersionLocked(o); ok {
+			l.Objects[i].Metadata = md
+		}
+	}
+	if keep && l.Next == "" {
+		m.putDirLocked(&dirEntry{prefix: prefix, l: l, expires: start.Add(m.listTTL)})
+	}
+	return l, nil
+}
+
+// listAll reads the pages of prefix's listing until the end or MaxListed
+// entries.
+func (m *Meta) listAll(ctx context.Context, prefix string) (*Listing, error) {
+	l := &Listing{Prefix: prefix}
+	for {
+		// Ask for no more than MaxListed in all; 0 is the server's page
+		// size (1,000 on S3).
+		room := m.maxListed - len(l.Objects) - len(l.Prefixes)
+		if room >= 1000 {
+			room = 0
+		}
+		page, err := m.st.List(ctx, prefix, "/", l.Next, room)
+		if err != nil {
+			return nil, err
+		}
+		l.Objects = append(l.Objects, page.Objects...)
+		l.Prefixes = append(l.Prefixes, page.Prefixes...)
+		l.Next = page.Next
+		if l.Next == "" || len(l.Objects)+len(l.Prefixes) >= m.maxListed {
+			break
+		}
+	}
+	for i := range l.Objects {
+		l.Objects[i].Metadata = nil // listings carry none; make sure of it
+	}
+	// S3 lists in key order; binary searches rely on it, so make sure.
+	cmp := func(a, b store.Object) int { return strings.Compare(a.Key, b.Key) }
+	if !slices.IsSortedFunc(l.Objects, cmp) {
+		slices.SortFunc(l.Objects, cmp)
+	}
+	if !slices.IsSorted(l.Prefixes) {
+		slices.Sort(l.Prefixes)
+	}
+	return l, nil
+}
+
+// ReadDirPlus is ReadDir with the metadata of every object filled in: it
+// sends a Stat (HEAD) for each object whose version's metadata is not known,
+// up to maxParallelStats at a time. Objects deleted since the listing are
+// left out. The first listing of a directory of n objects costs its pages
+// plus n HEADs; later ones, while the versions are remembered (MaxStats),
+// only the pages. The result is the caller's own.
+func (m *Meta) ReadDirPlus(ctx context.Context, prefix string) (*Listing, error) {
+	l, err := m.ReadDir(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	out := *l
+	out.Objects = slices.Clone(l.Objects)
+	gone := make([]bool, len(out.Objects))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(maxParallelStats)
+	for i := range out.Objects {
+		if out.Objects[i].Metadata != nil {
+			continue
+		}
+		g.Go(func() error {
+			obj, err := m.Stat(gctx, out.Objects[i].Key)
+			switch {
+			case errors.Is(err, store.ErrNotExist):
+				gone[i] = true
+			case err != nil:
+				return err
+			default:
+				out.Objects[i] = obj
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	kept := out.Objects[:0]
+	for i, o := range out.Objects {
+		if !gone[i] {
+			kept = append(kept, o)
+		}
+	}
+	out.Objects = kept
+	return &out, nil
+}
+
+// freshDirLocked returns the cached listing of prefix if it is younger
+// than ListTTL.
+func (m *Meta) freshDirLocked(prefix string, now time.Time) *dirEntry {
+	e, ok := m.dirs[prefix]
+	if !ok {
+		return nil
+	}
+	d := e.Value.(*dirEntry)
+	if !now.Before(d.expires) {
+		m.removeDirLocked(prefix)
+		return nil
+	}
+	m.dirLRU.MoveToFront(e)
+	return d
+}
+
+func (m *Meta) putDirLocked(d *dirEntry) {
+	n := len(d.l.Objects) + len(d.l.Prefixes)
+	if n > m.maxListed {
+		return
+	}
+	m.removeDirLocked(d.prefix)
+	for m.listed+n > m.maxListed {
+		m.removeDirLocked(m.dirLRU.Back().Value.(*dirEntry).prefix)
+	}
+	m.dirs[d.prefix] = m.dirLRU.PushFront(d)
+	m.listed += n
+}
+
+func (m *Meta) removeDirLocked(prefix string) {
+	e, ok := m.dirs[prefix]
+	if !ok {
+		return
+	}
+	d := e.Value.(*dirEntry)
+	m.listed -= len(d.l.Objects) + len(d.l.Prefixes)
+	delete(m.dirs, prefix)
+	m.dirLRU.Remove(e)
+}

@@ -1,0 +1,447 @@
+package cache
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/partfs/partfs/store"
+)
+
+const (
+	// The TTLs default to one second. That is Mountpoint for Amazon S3's
+	// default without a data cache; goofys and geesefs default to a minute.
+	// partfs promises close-to-open consistency, so another client's change
+	// should show within about the time a person or a script takes between
+	// two commands, while one command's burst of lookups of the same names
+	// (ls -l, cp -r, a shell's PATH search, an editor probing for swap
+	// files) is still answered from memory. The kernel's own attribute and
+	// entry timeouts (set by the fs layer) add to these.
+	defaultStatTTL     = time.Second
+	defaultNegativeTTL = time.Second
+	defaultListTTL     = time.Second
+	// A Stat result costs a few hundred bytes (key, ETag, a small metadata
+	// map), a listed object somewhat less: 50,000 results and 100,000 listed
+	// entries stay within a few tens of MiB.
+	defaultMaxStats  = 50000
+	defaultMaxListed = 100000
+	// maxInvalidations bounds the invalidations remembered for requests in
+	// flight; past it, results of the oldest requests are not cached.
+	maxInvalidations = 4096
+)
+
+// Meta caches what the bucket said about keys: Stat results (with user
+// metadata) for StatTTL, "no such key" for NegativeTTL, and listings of one
+// directory level for ListTTL. It is safe for concurrent use.
+//
+// # Consistency
+//
+// Answers may be up to a TTL old for changes made by other clients. Changes
+// made through this mount are seen at once, provided the fs layer calls
+// Invalidate, InvalidateDir or Update right after making them (after the
+// store call returns): a request that was in flight while the change was
+// made does not get its answer cached, and callers arriving after the
+// change do not share it.
+//
+// # Listings and metadata
+//
+// S3 listings carry each object's size, ETag and LastModified but no user
+// metadata, so the mode, owner and mtime that partfs keeps there need a HEAD
+// (Stat). Meta therefore remembers Stat results past their TTL, up to
+// MaxStats of them, as knowledge of a version: when a fresh listing shows an
+// object with the same ETag, size and LastModified (to the second, which is
+// all a HEAD reports), its metadata is known without a HEAD. ReadDir fills
+// Metadata in for such objects and leaves it nil for the others; Stat
+// answers from the listing when it can; ReadDirPlus sends the missing HEADs
+// in parallel. A fresh listing also answers lookups of names it does not
+// contain (negative lookups) without a request.
+//
+// Concurrent requests for the same key or directory are one request; it
+// runs detached from the callers' contexts (bounded by the store's own
+// timeouts), and a caller whose context ends stops waiting for it.
+type Meta struct {
+	st          store.Store
+	statTTL     time.Duration
+	negativeTTL time.Duration
+	listTTL     time.Duration
+	maxStats    int
+	maxListed   int
+	now         func() time.Time
+	log         *slog.Logger
+	flights     singleflight.Group
+	// waiting counts callers registered with a flight and not yet answered.
+	waiting atomic.Int64
+
+	mu      sync.Mutex
+	stats   map[string]*list.Element // guarded by mu; *statEntry, in statLRU
+	statLRU *list.List               // guarded by mu; most recently used first
+	dirs    map[string]*list.Element // guarded by mu; *dirEntry, in dirLRU
+	dirLRU  *list.List               // guarded by mu; most recently used first
+	listed  int                      // guarded by mu; entries in cached listings
+	gen     uint64                   // guarded by mu; counts invalidations
+	invals  []invalidation           // guarded by mu; newer than the oldest request in flight
+	lost    uint64                   // guarded by mu; requests begun before this may have missed invalidations
+	flying  map[uint64]int           // guarded by mu; requests in flight by the gen they began in
+}
+
+type statEntry struct {
+	key     string
+	obj     store.Object // Metadata non-nil
+	missing bool         // the key did not exist
+	expires time.Time
+}
+
+type dirEntry struct {
+	prefix  string
+	l       *Listing
+	expires time.Time
+}
+
+// invalidation is one call of Invalidate (a key) or InvalidateDir (a
+// prefix, dir true), numbered by gen.
+type invalidation struct {
+	gen uint64
+	key string
+	dir bool
+}
+
+// NewMeta returns a Meta in front of st. Only the metadata fields of opts
+// (the TTLs, MaxStats, MaxListed, Now, Logger) are used.
+func NewMeta(st store.Store, opts Options) *Meta {
+	if opts.StatTTL <= 0 {
+		opts.StatTTL = defaultStatTTL
+	}
+	if opts.NegativeTTL <= 0 {
+		opts.NegativeTTL = defaultNegativeTTL
+	}
+	if opts.ListTTL <= 0 {
+		opts.ListTTL = defaultListTTL
+	}
+	if opts.MaxStats <= 0 {
+		opts.MaxStats = defaultMaxStats
+	}
+	if opts.MaxListed <= 0 {
+		opts.MaxListed = defaultMaxListed
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Meta{
+		st:          st,
+		statTTL:     opts.StatTTL,
+		negativeTTL: opts.NegativeTTL,
+		listTTL:     opts.ListTTL,
+		maxStats:    opts.MaxStats,
+		maxListed:   opts.MaxListed,
+		now:         opts.Now,
+		log:         opts.Logger,
+		stats:       make(map[string]*list.Element),
+		statLRU:     list.New(),
+		dirs:        make(map[string]*list.Element),
+		dirLRU:      list.New(),
+		flying:      make(map[uint64]int),
+	}
+}
+
+// Stat returns key's object with its metadata (never nil, empty when the
+// object has none), like store.Store.Stat, from memory when it can. A
+// missing key is store.ErrNotExist. The Metadata map is shared: callers
+// must not modify it.
+func (m *Meta) Stat(ctx context.Context, key string) (store.Object, error) {
+	m.mu.Lock()
+	obj, found, err := m.cachedStatLocked(key, m.now())
+	gen := m.gen
+	m.mu.Unlock()
+	if found {
+		return obj, err
+	}
+	v, err := m.do(ctx, "stat "+strconv.FormatUint(gen, 10)+" "+key, func(ctx context.Context) (any, error) {
+		return m.stat(ctx, key)
+	})
+	if err != nil {
+		return store.Object{}, fmt.Errorf("cache: stat %q: %w", key, err)
+	}
+	return v.(store.Object), nil
+}
+
+// cachedStatLocked answers a Stat of key from a fresh Stat result or a
+// fresh listing of its directory; found is false when it cannot.
+func (m *Meta) cachedStatLocked(key string, now time.Time) (obj store.Object, found bool, err error) {
+	e, known := m.stats[key]
+	var se *statEntry
+	if known {
+		se = e.Value.(*statEntry)
+		switch {
+		case now.Before(se.expires):
+			m.statLRU.MoveToFront(e)
+			if se.missing {
+				return store.Object{}, true, notExist(key)
+			}
+			return se.obj, true, nil
+		case se.missing:
+			m.removeStatLocked(e) // an old "no such key" is worth nothing
+			se = nil
+		}
+	}
+	if key == "" {
+		return store.Object{}, false, nil
+	}
+	d := m.freshDirLocked(parent(key), now)
+	if d == nil || d.l.Next != "" {
+		return store.Object{}, false, nil
+	}
+	if strings.HasSuffix(key, "/") {
+		// A marker object is folded into its directory's common prefix, so
+		// the listing only tells when there is neither marker nor content.
+		if !d.l.Subdir(key) {
+			return store.Object{}, true, notExist(key)
+		}
+		return store.Object{}, false, nil
+	}
+	listed, ok := d.l.Object(key)
+	switch {
+	case !ok:
+		return store.Object{}, true, notExist(key)
+	case se != nil && sameVersion(se.obj, listed):
+		listed.Metadata = se.obj.Metadata
+	case listed.Metadata == nil:
+		return store.Object{}, false, nil
+	}
+	// The listing shows a version whose metadata is known: as fresh as the
+	// listing.
+	m.putStatLocked(&statEntry{key: key, obj: listed, expires: d.expires})
+	return listed, true, nil
+}
+
+// stat sends one Stat and caches its answer.
+func (m *Meta) stat(ctx context.Context, key string) (store.Object, error) {
+	m.mu.Lock()
+	g := m.beginLocked()
+	m.mu.Unlock()
+	start := m.now()
+	obj, err := m.st.Stat(ctx, key)
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	keep := m.endLocked(g, func(inv invalidation) bool { return inv.coversKey(key) })
+	switch {
+	case err == nil:
+		if obj.Metadata == nil {
+			obj.Metadata = store.Metadata{}
+		}
+		if keep {
+			m.putStatLocked(&statEntry{key: key, obj: obj, expires: start.Add(m.statTTL)})
+		}
+		return obj, nil
+	case errors.Is(err, store.ErrNotExist):
+		if keep {
+			m.putStatLocked(&statEntry{key: key, missing: true, expires: start.Add(m.negativeTTL)})
+		}
+	}
+	return store.Object{}, err
+}
+
+// do runs fn once for all concurrent callers with the same flight name,
+// under a context that callers giving up do not cancel.
+func (m *Meta) do(ctx context.Context, name string, fn func(context.Context) (any, error)) (any, error) {
+	ch := m.flights.DoChan(name, func() (any, error) {
+		return fn(context.WithoutCancel(ctx))
+	})
+	m.waiting.Add(1)
+	defer m.waiting.Add(-1)
+	select {
+	case res := <-ch:
+		return res.Val, res.Err
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+}
+
+// Invalidate forgets what is known of key and its directory's listing. The
+// fs layer calls it after every change it makes to key through the store:
+// Put, CompleteMultipart, Copy onto it, Delete, and a marker's Put. For a
+// marker key ("dir/"), the listing of that directory is forgotten too.
+func (m *Meta) Invalidate(key string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.invalidateLocked(key)
+}
+
+func (m *Meta) invalidateLocked(key string) {
+	m.recordLocked(invalidation{key: key})
+	if e, ok := m.stats[key]; ok {
+		m.removeStatLocked(e)
+	}
+	m.removeDirLocked(parent(key))
+	if strings.HasSuffix(key, "/") {
+		m.removeDirLocked(key)
+	}
+}
+
+// InvalidateDir forgets everything known under prefix (which ends in "/"):
+// the Stat results and listings of every key and directory below it, and
+// the listing of its parent. The fs layer calls it after renaming or
+// removing a directory.
+func (m *Meta) InvalidateDir(prefix string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.recordLocked(invalidation{key: prefix, dir: true})
+	for k, e := range m.stats {
+		if strings.HasPrefix(k, prefix) {
+			m.removeStatLocked(e)
+		}
+	}
+	for p := range m.dirs {
+		if strings.HasPrefix(p, prefix) {
+			m.removeDirLocked(p)
+		}
+	}
+	m.removeDirLocked(parent(prefix))
+}
+
+// Update records obj as the current state of obj.Key, as this mount just
+// wrote it, so that the next Stat within StatTTL needs no request: the
+// Object returned by Put, CompleteMultipart or Copy, with Metadata set to
+// the user metadata sent (nil for none). Such an Object's LastModified is
+// the server's clock at the reply, which may be a second off the stored
+// value; a later listing then does not recognize the version and one HEAD
+// settles it. Update invalidates first, like Invalidate.
+func (m *Meta) Update(obj store.Object) {
+	if obj.Metadata == nil {
+		obj.Metadata = store.Metadata{}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.invalidateLocked(obj.Key)
+	m.putStatLocked(&statEntry{key: obj.Key, obj: obj, expires: m.now().Add(m.statTTL)})
+}
+
+// recordLocked numbers an invalidation and keeps it for the requests in
+// flight, which must not cache what they learned before it.
+func (m *Meta) recordLocked(inv invalidation) {
+	m.gen++
+	if len(m.flying) == 0 {
+		return
+	}
+	inv.gen = m.gen
+	if len(m.invals) >= maxInvalidations {
+		half := len(m.invals) / 2
+		m.lost = m.invals[half-1].gen
+		m.invals = append(m.invals[:0], m.invals[half:]...)
+	}
+	m.invals = append(m.invals, inv)
+}
+
+// beginLocked registers a request in flight and returns its generation.
+func (m *Meta) beginLocked() uint64 {
+	m.flying[m.gen]++
+	return m.gen
+}
+
+// endLocked ends a request begun in generation g and reports whether its
+// answer may be cached: no invalidation since g covers what it asked.
+func (m *Meta) endLocked(g uint64, covers func(invalidation) bool) bool {
+	keep := g >= m.lost
+	for _, inv := range m.invals {
+		if inv.gen > g && covers(inv) {
+			keep = false
+			break
+		}
+	}
+	if m.flying[g]--; m.flying[g] == 0 {
+		delete(m.flying, g)
+	}
+	if len(m.flying) == 0 {
+		m.invals = m.invals[:0]
+		return keep
+	}
+	oldest := m.gen
+	for f := range m.flying {
+		oldest = min(oldest, f)
+	}
+	n := 0
+	for n < len(m.invals) && m.invals[n].gen <= oldest {
+		n++
+	}
+	m.invals = append(m.invals[:0], m.invals[n:]...)
+	return keep
+}
+
+// coversKey reports whether inv makes a Stat of key begun before it stale.
+func (inv invalidation) coversKey(key string) bool {
+	if inv.dir {
+		return strings.HasPrefix(key, inv.key)
+	}
+	return inv.key == key
+}
+
+// coversDir reports whether inv makes a listing of prefix begun before it
+// stale.
+func (inv invalidation) coversDir(prefix string) bool {
+	if inv.dir {
+		return strings.HasPrefix(prefix, inv.key) || parent(inv.key) == prefix
+	}
+	return parent(inv.key) == prefix || inv.key == prefix
+}
+
+func (m *Meta) putStatLocked(se *statEntry) {
+	if e, ok := m.stats[se.key]; ok {
+		e.Value = se
+		m.statLRU.MoveToFront(e)
+		return
+	}
+	m.stats[se.key] = m.statLRU.PushFront(se)
+	for m.statLRU.Len() > m.maxStats {
+		m.removeStatLocked(m.statLRU.Back())
+	}
+}
+
+func (m *Meta) removeStatLocked(e *list.Element) {
+	delete(m.stats, e.Value.(*statEntry).key)
+	m.statLRU.Remove(e)
+}
+
+// knownVersionLocked returns the metadata of obj's version if a Stat
+// result, fresh or not, is of that version.
+func (m *Meta) knownVersionLocked(obj store.Object) (store.Metadata, bool) {
+	e, ok := m.stats[obj.Key]
+	if !ok {
+		return nil, false
+	}
+	se := e.Value.(*statEntry)
+	if se.missing || !sameVersion(se.obj, obj) {
+		return nil, false
+	}
+	return se.obj.Metadata, true
+}
+
+// sameVersion reports whether a and b describe one version of an object.
+// LastModified is compared to the second because that is all a HEAD
+// reports, while listings may give milliseconds.
+func sameVersion(a, b store.Object) bool {
+	return a.ETag != "" && a.ETag == b.ETag && a.Size == b.Size &&
+		a.LastModified.Unix() == b.LastModified.Unix()
+}
+
+// parent returns the directory prefix holding key: "a/b/" for "a/b/c" and
+// for the marker "a/b/c/", "" at the top.
+func parent(key string) string {
+	k := strings.TrimSuffix(key, "/")
+	return k[:strings.LastIndex(k, "/")+1]
+}
+
+func notExist(key string) error {
+	return fmt.Errorf("cache: stat %q: %w", key, store.ErrNotExist)
+}

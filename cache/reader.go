@@ -1,0 +1,434 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/partfs/partfs/store"
+)
+
+const (
+	// sequentialReads is how many reads in a row, each starting near where
+	// the previous ones ended, make a reader sequential.
+	sequentialReads = 2
+	// initialWindowBlocks is the read-ahead window, in blocks, of a reader
+	// that has just turned sequential.
+	initialWindowBlocks = 2
+)
+
+// Reader reads one version of one object for one open file handle and
+// fetches ahead while its reads are sequential (see the package comment).
+// It is safe for concurrent use: the kernel sends several reads of one
+// handle at once.
+type Reader struct {
+	c   *Cache
+	obj store.Object
+	// ctx ends with Close; read-ahead fetches run under runCtx, derived
+	// from it, which ends whenever the reader stops being sequential.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	closed    bool               // guarded by mu
+	next      int64              // guarded by mu; where the current run of reads ends
+	streak    int                // guarded by mu; reads in the current run
+	window    int64              // guarded by mu; bytes to have fetched beyond the last read; 0 when not sequential
+	grownAt   int64              // guarded by mu; the read end at which window last grew
+	low       int64              // guarded by mu; no block below low is in ahead
+	issued    int64              // guarded by mu; blocks in [low, issued) were fetched ahead unless cached
+	ahead     map[int64]*fetch   // guarded by mu; blocks fetched ahead and not yet read past, each holding its length of budget
+	runCtx    context.Context    // guarded by mu; nil when not sequential
+	runCancel context.CancelFunc // guarded by mu
+}
+
+// Open returns a Reader of obj (Key, ETag and Size, as stat'ed when the file
+// was opened). Every read through it is of that version: if the object has
+// changed since, reads of blocks not cached fail with store.ErrPrecondition.
+// The caller must Close it.
+func (c *Cache) Open(obj store.Object) *Reader {
+	ctx, cancel := context.WithCancel(c.ctx)
+	return &Reader{c: c, obj: obj, ctx: ctx, cancel: cancel, ahead: make(map[int64]*fetch)}
+}
+
+// Object returns the version the reader reads.
+func (r *Reader) Object() store.Object { return r.obj }
+
+// ReadAt fills p from the object at off. Like io.ReaderAt it returns io.EOF
+// with a read that reaches the end, and 0, io.EOF at or past it. ctx bounds
+// the wait of this read only: fetches ahead outlive it.
+func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	return r.c.readAt(ctx, r.obj, p, off, r.read)
+}
+
+// Close stops the reader's fetches ahead and gives their budget back. Reads
+// afterwards fail; Close may be called more than once.
+func (r *Reader) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	r.closed = true
+	r.stopLocked()
+	r.cancel()
+}
+
+// Slices is ReadAt without the copy: it returns the n bytes at off as
+// slices of the cached blocks, in order, for fuse.ReadResultVector (which
+// hands them to the kernel with writev). The slices are shared and must not
+// be modified; they stay valid for as long as the caller keeps them. Like
+// ReadAt it returns io.EOF with a range that reaches the end, and nil,
+// io.EOF at or past it.
+func (r *Reader) Slices(ctx context.Context, off int64, n int) ([][]byte, error) {
+	obj := r.obj
+	if off < 0 || n < 0 {
+		return nil, fmt.Errorf("cache: read %d bytes of %q at %d", n, obj.Key, off)
+	}
+	if off >= obj.Size {
+		return nil, io.EOF
+	}
+	end := min(off+int64(n), obj.Size)
+	var eof error
+	if end < off+int64(n) {
+		eof = io.EOF
+	}
+	if end == off {
+		return nil, eof
+	}
+	if obj.ETag == "" {
+		p := make([]byte, end-off)
+		if err := r.c.readDirect(ctx, obj, p, off); err != nil {
+			return nil, err
+		}
+		return [][]byte{p}, eof
+	}
+	bs := r.c.blockSize
+	first := off / bs
+	blocks := make([][]byte, (end-1)/bs-first+1)
+	if err := r.visit(ctx, off, end, func(i int64, b []byte) { blocks[i-first] = b }); err != nil {
+		return nil, err
+	}
+	for j, b := range blocks {
+		start := (first + int64(j)) * bs
+		blocks[j] = b[max(off, start)-start : min(end, start+int64(len(b)))-start]
+	}
+	return blocks, eof
+}
+
+// read fills p, which lies within obj, at off.
+func (r *Reader) read(ctx context.Context, obj store.Object, p []byte, off int64) error {
+	return r.visit(ctx, off, off+int64(len(p)), func(i int64, b []byte) { r.c.fill(p, off, i, b) })
+}
+
+// visit hands every block covering [off, end), which lies within the
+// object, to got: from the blocks fetched ahead, the cache, or fetched now.
+func (r *Reader) visit(ctx context.Context, off, end int64, got blockFunc) error {
+	c, obj := r.c, r.obj
+	first, last := off/c.blockSize, (end-1)/c.blockSize
+	var buf [8]*fetch
+	ahead, err := r.plan(off, end, buf[:0])
+	if err != nil {
+		return err
+	}
+	var missing []int64
+	var hits, waits int64
+	for i := first; i <= last; i++ {
+		if f := ahead[i-first]; f != nil {
+			select {
+			case <-f.done:
+				hits++
+			default:
+				waits++
+			}
+			b, done, err := wait(ctx, f)
+			if !done {
+				return fmt.Errorf("cache: read %q block %d: %w", obj.Key, i, err)
+			}
+			if err == nil {
+				got(i, b)
+				continue
+			}
+			// A failed fetch ahead is retried as this read's own below,
+			// which reports the error if the store fails again.
+		}
+		b, ok, err := c.lookup(obj, i)
+		if err != nil {
+			return err
+		}
+		if ok {
+			hits++
+			got(i, b)
+			continue
+		}
+		missing = append(missing, i)
+	}
+	c.hits.Add(hits)
+	c.misses.Add(waits)
+	if err := c.fetchMissing(ctx, obj, missing, got); err != nil {
+		return err
+	}
+	r.consumed(end)
+	return nil
+}
+
+// plan records the read [off, end), starts fetches ahead when the reader
+// is sequential, and appends to buf the fetches ahead (or nil) of each
+// block the read covers.
+func (r *Reader) plan(off, end int64, buf []*fetch) ([]*fetch, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, errClosed
+	}
+	r.observeLocked(off, end)
+	if r.window > 0 {
+		r.fetchAheadLocked(off, end)
+	}
+	for i := off / r.c.blockSize; i <= (end-1)/r.c.blockSize; i++ {
+		buf = append(buf, r.ahead[i])
+	}
+	return buf, nil
+}
+
+// observeLocked updates the sequential detector with the read [off, end)
+// and opens, grows, shrinks or closes the read-ahead window.
+func (r *Reader) observeLocked(off, end int64) {
+	c := r.c
+	if off >= r.next-c.slack && off <= r.next+c.slack {
+		r.streak++
+		r.next = max(r.next, end)
+	} else {
+		r.streak = 1
+		r.next = end
+		r.stopLocked()
+	}
+	if r.streak < sequentialReads {
+		return
+	}
+	if r.window == 0 {
+		r.window = initialWindowBlocks * c.blockSize
+		r.grownAt = end
+		r.low, r.issued = off/c.blockSize, off/c.blockSize
+		r.runCtx, r.runCancel = context.WithCancel(r.ctx)
+		c.sequential.Add(1)
+	} else if end-r.grownAt >= r.window/2 {
+		// Grow fast while the window is small, where a reader waits for
+		// the first-byte latency of nearly every GET, then steadily.
+		if r.window < c.budget.limit/8 {
+			r.window *= 4
+		} else {
+			r.window *= 2
+		}
+		r.grownAt = end
+	}
+	r.window = min(r.window, c.share())
+}
+
+// share is the most one sequential reader may fetch ahead: an equal share
+// of the budget, and at least two blocks.
+func (c *Cache) share() int64 {
+	n := max(1, c.sequential.Load())
+	return max(initialWindowBlocks*c.blockSize, c.budget.limit/n)
+}
+
+// stopLocked closes the read-ahead window: fetches ahead are canceled and
+// their blocks let go.
+func (r *Reader) stopLocked() {
+	if r.window == 0 {
+		return
+	}
+	r.window = 0
+	r.c.sequential.Add(-1)
+	r.runCancel()
+	r.runCtx, r.runCancel = nil, nil
+	for i := range r.ahead {
+		r.dropLocked(i)
+	}
+	r.low, r.issued = 0, 0
+}
+
+// fetchAheadLocked makes sure blocks up to the window beyond end are
+// fetched or being fetched, in chunks of up to FetchSize, starting with the
+// blocks of the read [off, end) itself. A chunk is fetched only once the
+// whole of it fits in the window (or it reaches the end of the object), so
+// reads of a few KiB do not each start a small GET.
+func (r *Reader) fetchAheadLocked(off, end int64) {
+	c := r.c
+	bs := c.blockSize
+	target := min(end+r.window, r.obj.Size)
+	chunk := min(c.fetchSize, max(bs, r.window/4/bs*bs))
+	from := max(r.issued, off/bs)
+	for from*bs < target {
+		if from*bs+chunk > target && target < r.obj.Size {
+			break
+		}
+		to := (min(from*bs+chunk, r.obj.Size) + bs - 1) / bs
+		if !r.claimLocked(from, to) {
+			break // out of budget: fetch more when earlier blocks are read
+		}
+		from = to
+		r.issued = to
+	}
+}
+
+// claimLocked fetches ahead the blocks in [first, to) that are neither
+// cached nor already fetched ahead, joining fetches in progress, if the
+// budget has room for all of them.
+func (r *Reader) claimLocked(first, to int64) bool {
+	c := r.c
+	var need []int64
+	var bytes int64
+	for i := first; i < to; i++ {
+		if r.ahead[i] != nil {
+			continue
+		}
+		if _, ok, _ := c.lookup(r.obj, i); ok {
+			continue
+		}
+		need = append(need, i)
+		bytes += c.blockLen(r.obj, i)
+	}
+	if len(need) == 0 {
+		return true
+	}
+	if !c.budget.tryAcquire(bytes) {
+		return false
+	}
+	var run []*fetch // consecutive blocks to fetch with one GET
+	start := int64(0)
+	flush := func() {
+		if len(run) > 0 {
+			c.startRun(r.runCtx, r.obj, start, run)
+			run = nil
+		}
+	}
+	for _, i := range need {
+		f, mine := c.claim(blockKey(r.obj, i))
+		r.ahead[i] = f
+		if !mine || (len(run) > 0 && start+int64(len(run)) != i) {
+			flush()
+		}
+		if mine {
+			if len(run) == 0 {
+				start = i
+			}
+			run = append(run, f)
+		}
+	}
+	flush()
+	return true
+}
+
+// consumed lets go of the blocks fetched ahead that the read ending at end
+// has read past.
+func (r *Reader) consumed(end int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for r.low < r.issued && r.c.blockEnd(r.obj, r.low) <= end {
+		r.dropLocked(r.low)
+		r.low++
+	}
+	if r.window > 0 && r.low == r.issued && r.issued*r.c.blockSize >= r.obj.Size {
+		// Everything up to the end has been read: leave the budget's
+		// share to readers that still need it.
+		r.stopLocked()
+	}
+}
+
+// dropLocked lets go of block i fetched ahead, if it is held.
+func (r *Reader) dropLocked(i int64) {
+	if _, ok := r.ahead[i]; ok {
+		delete(r.ahead, i)
+		r.c.budget.release(r.c.blockLen(r.obj, i))
+	}
+}
+
+// startRun fetches the consecutive blocks of obj from first on, claimed as
+// fs, with one GET in the background.
+func (c *Cache) startRun(ctx context.Context, obj store.Object, first int64, fs []*fetch) {
+	c.closeMu.RLock()
+	closed := c.closed
+	if !closed {
+		c.wg.Add(1) // under closeMu, so that Close waits for it
+	}
+	c.closeMu.RUnlock()
+	if closed {
+		for j, f := range fs {
+			c.finish(blockKey(obj, first+int64(j)), f, nil, errClosed)
+		}
+		return
+	}
+	go func() {
+		defer c.wg.Done()
+		c.fetchRun(ctx, obj, first, fs)
+	}()
+}
+
+// fetchRun reads the blocks of obj from first on with one GET pinned to the
+// ETag, handing each block to its waiters as soon as it has arrived.
+func (c *Cache) fetchRun(ctx context.Context, obj store.Object, first int64, fs []*fetch) {
+	last := first + int64(len(fs)) - 1
+	off := first * c.blockSize
+	n := c.blockEnd(obj, last) - off
+	c.log.Debug("cache: fetching ahead", "key", obj.Key, "blocks", len(fs), "off", off, "len", n)
+	c.countGet(n)
+	rc, err := c.st.Get(ctx, obj.Key, off, n, obj.ETag)
+	if err == nil {
+		defer rc.Close()
+	}
+	for j, f := range fs {
+		i := first + int64(j)
+		var b []byte
+		if err == nil {
+			b = make([]byte, c.blockLen(obj, i))
+			if _, err = io.ReadFull(rc, b); err != nil {
+				b = nil
+			}
+		}
+		if err != nil && ctx.Err() != nil {
+			// A reader waiting for this block fetches it itself when the
+			// error says the fetch was abandoned, not failed.
+			err = context.Cause(ctx)
+		}
+		var ferr error
+		if err != nil {
+			ferr = fmt.Errorf("cache: read %q block %d: %w", obj.Key, i, err)
+		}
+		c.finish(blockKey(obj, i), f, b, ferr)
+	}
+}
+
+// budget counts the bytes fetched ahead and not yet read, across readers.
+type budget struct {
+	limit int64
+
+	mu   sync.Mutex
+	used int64 // guarded by mu
+	peak int64 // guarded by mu
+}
+
+// tryAcquire takes n bytes if they fit; it never waits.
+func (b *budget) tryAcquire(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used+n > b.limit {
+		return false
+	}
+	b.used += n
+	b.peak = max(b.peak, b.used)
+	return true
+}
+
+func (b *budget) release(n int64) {
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
+}
+
+func (b *budget) usage() (used, peak int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used, b.peak
+}
