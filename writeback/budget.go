@@ -13,39 +13,48 @@ import (
 // no upload is running to free any of it.
 var ErrBufferExhausted = errors.New("writeback: write buffer exhausted by open files; raise --write-buffer or write fewer files at once")
 
-// budget is the Writer-wide allowance of buffered bytes. Unlike a plain
-// semaphore it knows how many uploads are running, so a wait that nothing
-// can end is reported instead of lasting forever.
+// idleTrim is how long unused buffers are kept for reuse after the last
+// buffer was handed out; then they are given back to the runtime.
+const idleTrim = 15 * time.Second
+
+// budget owns the buffers that hold dirty data, and bounds them. Buffers
+// are kept for reuse instead of being left to the garbage collector, which
+// would let the heap grow to twice the live buffers before collecting: the
+// bytes in use plus the bytes kept idle never exceed total, so the budget
+// bounds what the process really holds. Unlike a plain semaphore it knows
+// how many uploads are running, so a wait that nothing can end is reported
+// instead of lasting forever.
 type budget struct {
 	total int64
 	stall time.Duration // how long a wait may last with no upload running
 
-	mu       sync.Mutex
-	used     int64         // guarded by mu
-	peak     int64         // guarded by mu
-	waiting  int           // guarded by mu
-	inflight int           // uploads running; guarded by mu
-	changed  chan struct{} // closed and replaced on every release; guarded by mu
+	mu        sync.Mutex
+	used      int64              // bytes in buffers handed out; guarded by mu
+	idle      map[int64][][]byte // buffers kept for reuse, by capacity; guarded by mu
+	idleBytes int64              // guarded by mu
+	lastGet   time.Time          // guarded by mu
+	trimming  bool               // a trim is scheduled; guarded by mu
+	peak      int64              // guarded by mu
+	waiting   int                // guarded by mu
+	inflight  int                // uploads running; guarded by mu
+	changed   chan struct{}      // closed and replaced on every put; guarded by mu
 }
 
 func newBudget(total int64, stall time.Duration) *budget {
-	return &budget{total: total, stall: stall, changed: make(chan struct{})}
+	return &budget{total: total, stall: stall, idle: map[int64][][]byte{}, changed: make(chan struct{})}
 }
 
-// acquire takes n bytes, waiting while the budget is spent.
-func (b *budget) acquire(ctx context.Context, n int64) error {
+// get returns an empty buffer of capacity n, waiting while the budget is spent.
+func (b *budget) get(ctx context.Context, n int64) ([]byte, error) {
 	if n > b.total {
-		return fmt.Errorf("writeback: a %d-byte buffer exceeds the %d-byte budget", n, b.total)
+		return nil, fmt.Errorf("writeback: a %d-byte buffer exceeds the %d-byte budget", n, b.total)
 	}
 	var idleSince time.Time
 	for {
-		b.mu.Lock()
-		if b.used+n <= b.total {
-			b.used += n
-			b.peak = max(b.peak, b.used)
-			b.mu.Unlock()
-			return nil
+		if buf, ok := b.tryGet(n); ok {
+			return buf, nil
 		}
+		b.mu.Lock()
 		changed, inflight := b.changed, b.inflight
 		b.waiting++
 		b.mu.Unlock()
@@ -56,7 +65,7 @@ func (b *budget) acquire(ctx context.Context, n int64) error {
 			idleSince = time.Now()
 		} else if time.Since(idleSince) >= b.stall {
 			b.doneWaiting()
-			return ErrBufferExhausted
+			return nil, ErrBufferExhausted
 		}
 		timer := time.NewTimer(time.Second)
 		select {
@@ -65,11 +74,47 @@ func (b *budget) acquire(ctx context.Context, n int64) error {
 		case <-ctx.Done():
 			timer.Stop()
 			b.doneWaiting()
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 		timer.Stop()
 		b.doneWaiting()
 	}
+}
+
+// tryGet is get without waiting: a kept buffer of the right size, else a new
+// one if the budget has room, making room by dropping kept buffers of other
+// sizes.
+func (b *budget) tryGet(n int64) ([]byte, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.lastGet = time.Now()
+	if list := b.idle[n]; len(list) > 0 {
+		buf := list[len(list)-1]
+		b.idle[n] = list[:len(list)-1]
+		b.idleBytes -= n
+		b.takeLocked(n)
+		return buf[:0], true
+	}
+	if b.used+n > b.total {
+		return nil, false
+	}
+	for size, list := range b.idle {
+		if b.used+b.idleBytes+n <= b.total {
+			break
+		}
+		for len(list) > 0 && b.used+b.idleBytes+n > b.total {
+			list = list[:len(list)-1]
+			b.idleBytes -= size
+		}
+		b.idle[size] = list
+	}
+	b.takeLocked(n)
+	return make([]byte, 0, n), true
+}
+
+func (b *budget) takeLocked(n int64) {
+	b.used += n
+	b.peak = max(b.peak, b.used+b.idleBytes)
 }
 
 func (b *budget) doneWaiting() {
@@ -78,28 +123,36 @@ func (b *budget) doneWaiting() {
 	b.mu.Unlock()
 }
 
-// tryAcquire takes n bytes if they are free now.
-func (b *budget) tryAcquire(n int64) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.used+n > b.total {
-		return false
-	}
-	b.used += n
-	b.peak = max(b.peak, b.used)
-	return true
-}
-
-// release returns n bytes and wakes the waiters.
-func (b *budget) release(n int64) {
+// put takes back a buffer from get and wakes the waiters.
+func (b *budget) put(buf []byte) {
+	n := int64(cap(buf))
 	if n == 0 {
 		return
 	}
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.used = max(b.used-n, 0)
+	b.idle[n] = append(b.idle[n], buf[:0])
+	b.idleBytes += n
 	close(b.changed)
 	b.changed = make(chan struct{})
-	b.mu.Unlock()
+	if !b.trimming {
+		b.trimming = true
+		time.AfterFunc(idleTrim, b.trim)
+	}
+}
+
+// trim gives the kept buffers back once none has been asked for a while.
+func (b *budget) trim() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if wait := idleTrim - time.Since(b.lastGet); wait > 0 {
+		time.AfterFunc(wait, b.trim)
+		return
+	}
+	b.trimming = false
+	clear(b.idle)
+	b.idleBytes = 0
 }
 
 // uploadStarted and uploadEnded count the uploads that will free memory.
@@ -117,12 +170,17 @@ func (b *budget) uploadEnded() {
 
 // BudgetStats is a snapshot of the write budget.
 type BudgetStats struct {
-	Total, Used, Peak int64
-	Waiting, Uploads  int
+	Total int64 // the budget
+	Used  int64 // bytes in buffers holding dirty data
+	Idle  int64 // bytes in buffers kept for reuse
+	Peak  int64 // the most ever held, used and idle
+	// Waiting is how many writers wait for memory; Uploads how many part
+	// uploads are running or queued.
+	Waiting, Uploads int
 }
 
 func (b *budget) stats() BudgetStats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return BudgetStats{Total: b.total, Used: b.used, Peak: b.peak, Waiting: b.waiting, Uploads: b.inflight}
+	return BudgetStats{Total: b.total, Used: b.used, Idle: b.idleBytes, Peak: b.peak, Waiting: b.waiting, Uploads: b.inflight}
 }

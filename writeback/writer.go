@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -51,7 +50,6 @@ type Writer struct {
 	// openSlots is how many parts one file may hold open for editing: a
 	// quarter of the budget, so a few random writers share it.
 	openSlots int
-	pools     sync.Map // buffer size (int64) -> *sync.Pool of []byte
 }
 
 // New returns a Writer uploading through st.
@@ -116,40 +114,14 @@ func (w *Writer) Open(key string, base *store.Object, opts store.PutOptions) *Fi
 	return f
 }
 
-// buffer returns an empty buffer of capacity size, after paying for it from
-// the budget (waiting if needed).
+// buffer returns an empty buffer of capacity size from the budget, waiting
+// for memory if needed.
 func (w *Writer) buffer(ctx context.Context, size int64) ([]byte, error) {
-	if err := w.budget.acquire(ctx, size); err != nil {
-		return nil, err
-	}
-	return w.pooled(size), nil
+	return w.budget.get(ctx, size)
 }
 
 // tryBuffer is buffer without waiting.
-func (w *Writer) tryBuffer(size int64) ([]byte, bool) {
-	if !w.budget.tryAcquire(size) {
-		return nil, false
-	}
-	return w.pooled(size), true
-}
+func (w *Writer) tryBuffer(size int64) ([]byte, bool) { return w.budget.tryGet(size) }
 
-func (w *Writer) pooled(size int64) []byte {
-	if p, ok := w.pools.Load(size); ok {
-		if b, ok := p.(*sync.Pool).Get().(*[]byte); ok {
-			return (*b)[:0]
-		}
-	}
-	return make([]byte, 0, size)
-}
-
-// recycle returns a buffer to its pool and its cost to the budget.
-func (w *Writer) recycle(b []byte) {
-	if cap(b) == 0 {
-		return
-	}
-	size := int64(cap(b))
-	p, _ := w.pools.LoadOrStore(size, &sync.Pool{})
-	b = b[:0]
-	p.(*sync.Pool).Put(&b)
-	w.budget.release(size)
-}
+// recycle gives a buffer back to the budget.
+func (w *Writer) recycle(b []byte) { w.budget.put(b) }
