@@ -1,0 +1,119 @@
+# partfs developer commands.
+#
+#   make run     build partfs, start a local MinIO, mount a bucket at ./mnt
+#   make stop    unmount ./mnt and stop the local MinIO
+#   make ls      list the objects in the local bucket (make uploads: uploads in progress)
+#   make test    unit and integration tests, race detector on
+#   make bench   write throughput through the mount vs direct uploads
+#                (make bench PROFILE=1 also writes partfs.cpu.prof)
+#
+# MinIO is installed into .bin/ at a pinned version when missing. Its data,
+# log and pid file live in .run/. .bin/, .run/ and mnt/ are git-ignored.
+
+GO       ?= go
+BIN      := $(CURDIR)/.bin
+RUNDIR   := $(CURDIR)/.run
+MNT      := $(CURDIR)/mnt
+PARTFS   := $(BIN)/partfs
+S3UTIL   := $(BIN)/s3util
+MINIO    := $(BIN)/minio
+MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
+
+# The local server of `make run`. Override on the command line, e.g.
+# make run MINIO_PORT=9100.
+MINIO_HOST ?= 127.0.0.1
+MINIO_PORT ?= 9000
+MINIO_CONSOLE_PORT ?= 9001
+ENDPOINT   := http://$(MINIO_HOST):$(MINIO_PORT)
+BUCKET     ?= partfs
+DEV_USER   := partfs-dev
+DEV_SECRET := partfs-dev-secret
+DEV_ENV    := AWS_ACCESS_KEY_ID=$(DEV_USER) AWS_SECRET_ACCESS_KEY=$(DEV_SECRET) AWS_REGION=us-east-1
+
+# The pid file of the MinIO started by `make run`.
+MINIO_PID := $(RUNDIR)/minio.pid
+
+PROFILE ?=
+BENCH_ENV := $(if $(PROFILE),PARTFS_BENCH_CPUPROFILE=$(CURDIR)/partfs.cpu.prof)
+
+.PHONY: all build run stop ls uploads test bench minio FORCE
+
+all: build
+
+build: $(PARTFS)
+
+# go build is incremental; always asking it keeps the binary current.
+$(PARTFS): FORCE
+	@mkdir -p $(BIN)
+	$(GO) build -o $@ ./cmd/partfs
+
+$(S3UTIL): FORCE
+	@mkdir -p $(BIN)
+	$(GO) build -o $@ ./internal/cmd/s3util
+
+minio: $(MINIO)
+
+$(MINIO):
+	@mkdir -p $(BIN)
+	@echo "installing MinIO $(MINIO_VERSION) into $(BIN) (a one-time build of a few minutes)"
+	GOBIN=$(BIN) $(GO) install github.com/minio/minio@$(MINIO_VERSION)
+
+run: $(PARTFS) $(S3UTIL) $(MINIO)
+	@mkdir -p $(RUNDIR)/data $(MNT)
+	@if [ -f $(MINIO_PID) ] && kill -0 $$(cat $(MINIO_PID)) 2>/dev/null; then \
+		echo "MinIO already running (pid $$(cat $(MINIO_PID)))"; \
+	else \
+		echo "starting MinIO on $(ENDPOINT), data in $(RUNDIR)/data, log in $(RUNDIR)/minio.log"; \
+		MINIO_ROOT_USER=$(DEV_USER) MINIO_ROOT_PASSWORD=$(DEV_SECRET) MINIO_BROWSER=off MINIO_UPDATE=off \
+			nohup $(MINIO) server --quiet --address $(MINIO_HOST):$(MINIO_PORT) \
+			--console-address $(MINIO_HOST):$(MINIO_CONSOLE_PORT) $(RUNDIR)/data \
+			>$(RUNDIR)/minio.log 2>&1 </dev/null & echo $$! >$(MINIO_PID); \
+	fi
+	@$(DEV_ENV) $(S3UTIL) -endpoint $(ENDPOINT) wait || { cat $(RUNDIR)/minio.log; exit 1; }
+	@$(DEV_ENV) $(S3UTIL) -endpoint $(ENDPOINT) mb $(BUCKET)
+	@if mountpoint -q $(MNT); then \
+		echo "$(MNT) is already mounted"; \
+	else \
+		$(DEV_ENV) $(PARTFS) --endpoint $(ENDPOINT) $(BUCKET) $(MNT); \
+	fi
+	@echo
+	@echo "Bucket '$(BUCKET)' on $(ENDPOINT) is mounted at ./mnt. Try:"
+	@echo "  cp some-big-file mnt/                          # streams to S3 as numbered parts while cp runs"
+	@echo "  dd if=/dev/urandom of=mnt/random.bin bs=1M count=256"
+	@echo "  ls -l mnt/ && cat mnt/random.bin | md5sum"
+	@echo "  rsync -a --inplace some-dir/ mnt/some-dir/"
+	@echo "  make ls                                        # the objects, as S3 lists them"
+	@echo "  make uploads                                   # multipart uploads in progress"
+	@echo "  make stop                                      # unmount and stop MinIO"
+
+stop:
+	@if mountpoint -q $(MNT); then \
+		echo "unmounting $(MNT)"; \
+		fusermount3 -u $(MNT) 2>/dev/null || umount $(MNT) || { echo "$(MNT) is busy: close what uses it and run make stop again"; exit 1; }; \
+	fi
+	@if [ -f $(MINIO_PID) ]; then \
+		pid=$$(cat $(MINIO_PID)); \
+		if kill -0 $$pid 2>/dev/null; then \
+			echo "stopping MinIO (pid $$pid)"; kill $$pid; \
+			for i in $$(seq 50); do kill -0 $$pid 2>/dev/null || break; sleep 0.2; done; \
+		fi; \
+		rm -f $(MINIO_PID); \
+	fi
+
+# What the local MinIO of `make run` holds.
+ls: $(S3UTIL)
+	@$(DEV_ENV) $(S3UTIL) -endpoint $(ENDPOINT) ls $(BUCKET)
+
+uploads: $(S3UTIL)
+	@$(DEV_ENV) $(S3UTIL) -endpoint $(ENDPOINT) uploads $(BUCKET)
+
+# The integration tests find MinIO in .bin/ and build partfs themselves.
+test: $(MINIO)
+	$(GO) test -race -timeout 20m ./...
+
+# The benchmark builds partfs without the race detector and runs once.
+bench: $(MINIO)
+	$(BENCH_ENV) $(GO) test -run '^$$' -bench '^BenchmarkWrite$$' -benchtime 1x -timeout 30m ./integration/
+	@$(if $(PROFILE),echo "CPU profile of partfs: partfs.cpu.prof (go tool pprof -top partfs.cpu.prof)")
+
+FORCE:

@@ -1,0 +1,415 @@
+// Package s3proxy is a recording, fault-injecting HTTP proxy that tests put
+// between partfs and an S3 server (MinIO).
+//
+// # What it records
+//
+// Every request becomes a Request: method, path, the bucket and key decoded
+// from a path-style path, the query (uploadId, partNumber, uploads, x-id), the
+// S3 operation inferred from them, the headers (Content-MD5 and any SSE-C
+// header among them), the size and MD5 of the body bytes as received, the
+// status sent back, and start and end times. Requests returns snapshots, so a
+// test can look at requests still in flight (for instance parts that arrive
+// while the writer is still writing).
+//
+// # Faults
+//
+// SetFault installs a hook that sees each request before its body is read and
+// may answer with a status (SlowDown, InternalError, any S3 error), drop the
+// connection before or in the middle of the body, drop the answer after the
+// server acted, or delay the request.
+//
+// # Signatures
+//
+// The proxy forwards the request line and the Host header byte for byte, so
+// SigV4 signatures made for the proxy's address stay valid at the server: the
+// client signs the Host it talks to, and the server checks the signature
+// against the Host it receives without comparing it with its own address.
+// Bodies are streamed (hashed on the way through), never buffered whole.
+//
+// Only path-style requests (http://host/bucket/key) are decoded; partfs uses
+// path style whenever an endpoint is given.
+package s3proxy
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Options configures a Proxy.
+type Options struct {
+	// Target is the server's base URL, e.g. "http://127.0.0.1:9000".
+	Target string
+	// Listen is the address to listen on; default "127.0.0.1:0".
+	Listen string
+	// Logger receives one debug line per request; nil discards.
+	Logger *slog.Logger
+}
+
+// Proxy is a running recording proxy. Its methods are safe for concurrent use.
+type Proxy struct {
+	target    *url.URL
+	listener  net.Listener
+	server    *http.Server
+	transport *http.Transport
+	log       *slog.Logger
+
+	mu       sync.Mutex
+	fault    FaultFunc  // guarded by mu
+	requests []*Request // guarded by mu; records are updated in place under mu
+	seq      int        // guarded by mu
+}
+
+// New starts a proxy in front of opts.Target.
+func New(opts Options) (*Proxy, error) {
+	target, err := url.Parse(opts.Target)
+	if err != nil || target.Host == "" || (target.Scheme != "http" && target.Scheme != "https") {
+		return nil, fmt.Errorf("s3proxy: target %q is not an http(s) URL", opts.Target)
+	}
+	if opts.Listen == "" {
+		opts.Listen = "127.0.0.1:0"
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ln, err := net.Listen("tcp", opts.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("s3proxy: listen: %w", err)
+	}
+	p := &Proxy{
+		target:   target,
+		listener: ln,
+		log:      log,
+		transport: &http.Transport{
+			Proxy:                 nil, // always straight to the target
+			DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+			MaxIdleConns:          128,
+			MaxIdleConnsPerHost:   128,
+			IdleConnTimeout:       30 * time.Second,
+			ExpectContinueTimeout: time.Second,
+			// Relay bodies exactly as the server encodes them.
+			DisableCompression: true,
+		},
+	}
+	p.server = &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	go p.server.Serve(ln) //nolint:errcheck // returns ErrServerClosed on Close
+	return p, nil
+}
+
+// Start starts a proxy in front of target for the duration of a test.
+func Start(tb testing.TB, target string) *Proxy {
+	tb.Helper()
+	p, err := New(Options{Target: target})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { p.Close() })
+	return p
+}
+
+// URL is the proxy's base URL, to be given to the client as its endpoint.
+func (p *Proxy) URL() string { return "http://" + p.listener.Addr().String() }
+
+// Close stops the proxy and closes every connection.
+func (p *Proxy) Close() error {
+	err := p.server.Close()
+	p.transport.CloseIdleConnections()
+	return err
+}
+
+// SetFault installs f (nil: forward everything) for requests arriving from
+// now on.
+func (p *Proxy) SetFault(f FaultFunc) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.fault = f
+}
+
+// Requests returns a snapshot of every request recorded so far, in arrival
+// order, including those still in flight.
+func (p *Proxy) Requests() []Request {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]Request, len(p.requests))
+	for i, r := range p.requests {
+		out[i] = *r
+	}
+	return out
+}
+
+// Ops returns the recorded requests whose Op is one of ops, in arrival order.
+func (p *Proxy) Ops(ops ...string) []Request {
+	var out []Request
+	for _, r := range p.Requests() {
+		for _, op := range ops {
+			if r.Op == op {
+				out = append(out, r)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// Reset forgets the requests recorded so far.
+func (p *Proxy) Reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.requests = nil
+}
+
+// WaitFor polls the recorded requests until cond holds or ctx ends.
+func (p *Proxy) WaitFor(ctx context.Context, cond func([]Request) bool) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if cond(p.Requests()) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("s3proxy: condition not met: %w", context.Cause(ctx))
+		case <-tick.C:
+		}
+	}
+}
+
+// WaitIdle waits until every recorded request has finished. A client can
+// see the answer to its request (or the dropped connection) a moment before
+// the proxy completes that request's record, so tests call WaitIdle before
+// they look at statuses and body sums.
+func (p *Proxy) WaitIdle(ctx context.Context) error {
+	return p.WaitFor(ctx, func(rs []Request) bool {
+		for _, r := range rs {
+			if !r.Done() {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// ServeHTTP records r, applies the fault hook's decision and forwards.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rec, fault := p.begin(r)
+	body := &hashingReader{r: r.Body, h: md5.New()}
+	status, errText := p.serve(w, r, body, fault)
+	p.finish(rec, body, status, errText)
+}
+
+// begin records r and asks the fault hook about it.
+func (p *Proxy) begin(r *http.Request) (*Request, Fault) {
+	p.mu.Lock()
+	p.seq++
+	rec := newRequest(r, p.seq, time.Now())
+	p.requests = append(p.requests, rec)
+	hook := p.fault
+	view := *rec
+	p.mu.Unlock()
+
+	var f Fault
+	if hook != nil {
+		f = hook(&view)
+	}
+	p.mu.Lock()
+	rec.Fault = f
+	p.mu.Unlock()
+	return rec, f
+}
+
+func (p *Proxy) finish(rec *Request, body *hashingReader, status int, errText string) {
+	n, sum := body.sum()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	rec.BodySize, rec.BodyMD5 = n, sum
+	rec.Status = status
+	rec.Err = errText
+	rec.End = time.Now()
+	p.log.Debug("s3proxy", "op", rec.Op, "key", rec.Key, "part", rec.PartNumber,
+		"status", status, "bytes", rec.BodySize, "fault", rec.Fault.Kind, "err", errText)
+}
+
+// serve carries out fault f for r; it returns the status sent (0 when the
+// connection was dropped) and a description of any failure.
+func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, body *hashingReader, f Fault) (int, string) {
+	if f.Delay > 0 {
+		t := time.NewTimer(f.Delay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return 0, "client gave up during delay"
+		}
+	}
+	switch f.Kind {
+	case FaultStatus:
+		_, _ = io.Copy(io.Discard, body)
+		for k, v := range f.Header {
+			w.Header()[k] = v
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(f.Body)))
+		w.WriteHeader(f.Status)
+		_, _ = w.Write(f.Body)
+		return f.Status, ""
+	case FaultDrop:
+		if f.DropAfter < 0 {
+			_, _ = io.Copy(io.Discard, body)
+		} else {
+			_, _ = io.CopyN(io.Discard, body, f.DropAfter)
+		}
+		return 0, hangUp(w)
+	case FaultDropResponse:
+		resp, err := p.forward(r, body)
+		if err != nil {
+			return 0, hangUp(w) + "; " + err.Error()
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return 0, hangUp(w)
+	default:
+		return p.relay(w, r, body)
+	}
+}
+
+// relay forwards r and copies the answer back to the client.
+func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, body *hashingReader) (int, string) {
+	resp, err := p.forward(r, body)
+	if err != nil {
+		if r.Context().Err() != nil {
+			return 0, "client gave up: " + err.Error()
+		}
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return http.StatusBadGateway, err.Error()
+	}
+	defer resp.Body.Close()
+	for k, v := range resp.Header {
+		if !hopByHop(k) {
+			w.Header()[k] = v
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return resp.StatusCode, "relay response body: " + err.Error()
+	}
+	return resp.StatusCode, ""
+}
+
+// forward sends r to the target with the same request line, Host and
+// headers, streaming body.
+func (p *Proxy) forward(r *http.Request, body io.Reader) (*http.Response, error) {
+	path, rawQuery, _ := strings.Cut(r.RequestURI, "?")
+	u := &url.URL{Scheme: p.target.Scheme, Host: p.target.Host, RawQuery: rawQuery}
+	if strings.HasPrefix(path, "/") && !strings.HasPrefix(path, "//") {
+		// Opaque is written to the request line verbatim, so the path the
+		// server sees (and verifies the signature over) is the one sent.
+		u.Opaque = path
+	} else {
+		u.Path, u.RawPath, u.RawQuery = r.URL.Path, r.URL.RawPath, r.URL.RawQuery
+	}
+	out, err := http.NewRequestWithContext(r.Context(), r.Method, p.target.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	out.URL = u
+	out.Host = r.Host
+	out.Header = make(http.Header, len(r.Header))
+	for k, v := range r.Header {
+		if !hopByHop(k) {
+			out.Header[k] = v
+		}
+	}
+	for _, name := range r.Header.Values("Connection") {
+		for _, f := range strings.Split(name, ",") {
+			out.Header.Del(strings.TrimSpace(f))
+		}
+	}
+	out.ContentLength = r.ContentLength
+	if r.ContentLength != 0 {
+		out.Body = io.NopCloser(body)
+	}
+	resp, err := p.transport.RoundTrip(out)
+	if err != nil {
+		return nil, fmt.Errorf("forward %s %s: %w", r.Method, u.RequestURI(), err)
+	}
+	return resp, nil
+}
+
+// hangUp closes the client connection abruptly (RST), without an answer.
+func hangUp(w http.ResponseWriter) string {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		return "cannot hijack connection"
+	}
+	conn, _, err := hj.Hijack()
+	if err != nil {
+		return "hijack: " + err.Error()
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = conn.Close()
+	return "connection dropped"
+}
+
+// hopByHop reports whether header name belongs to one connection only.
+func hopByHop(name string) bool {
+	switch http.CanonicalHeaderKey(name) {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
+		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
+}
+
+// hashingReader counts and hashes the bytes read through it. The transport
+// may still be reading the body from its own goroutine when the answer has
+// arrived, hence the lock.
+type hashingReader struct {
+	r io.Reader
+
+	mu sync.Mutex
+	h  hash.Hash // guarded by mu
+	n  int64     // guarded by mu
+}
+
+func (h *hashingReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	if n > 0 {
+		h.mu.Lock()
+		h.h.Write(p[:n])
+		h.n += int64(n)
+		h.mu.Unlock()
+	}
+	if errors.Is(err, http.ErrBodyReadAfterClose) {
+		err = io.EOF
+	}
+	return n, err
+}
+
+// sum returns the bytes read so far and their MD5.
+func (h *hashingReader) sum() (int64, [md5.Size]byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var s [md5.Size]byte
+	copy(s[:], h.h.Sum(nil))
+	return h.n, s
+}
+
+func base64MD5(sum [md5.Size]byte) string { return base64.StdEncoding.EncodeToString(sum[:]) }
