@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 )
@@ -83,32 +84,41 @@ func (b *budget) get(ctx context.Context, n int64) ([]byte, error) {
 
 // tryGet is get without waiting: a kept buffer of the right size, else a new
 // one if the budget has room, making room by dropping kept buffers of other
-// sizes.
+// sizes (parts grow with the part number, so sizes change as files grow).
 func (b *budget) tryGet(n int64) ([]byte, bool) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	b.lastGet = time.Now()
 	if list := b.idle[n]; len(list) > 0 {
 		buf := list[len(list)-1]
+		list[len(list)-1] = nil // the array must not keep it alive once it is dropped
 		b.idle[n] = list[:len(list)-1]
 		b.idleBytes -= n
 		b.takeLocked(n)
+		b.mu.Unlock()
 		return buf[:0], true
 	}
 	if b.used+n > b.total {
+		b.mu.Unlock()
 		return nil, false
 	}
+	dropped := false
 	for size, list := range b.idle {
-		if b.used+b.idleBytes+n <= b.total {
-			break
-		}
 		for len(list) > 0 && b.used+b.idleBytes+n > b.total {
+			list[len(list)-1] = nil
 			list = list[:len(list)-1]
 			b.idleBytes -= size
+			dropped = true
 		}
 		b.idle[size] = list
 	}
 	b.takeLocked(n)
+	b.mu.Unlock()
+	if dropped {
+		// Hand the dropped buffers back before allocating: left to the
+		// collector, they would stay resident beside the new one until
+		// the heap doubled.
+		debug.FreeOSMemory()
+	}
 	return make([]byte, 0, n), true
 }
 
@@ -153,6 +163,7 @@ func (b *budget) trim() {
 	b.trimming = false
 	clear(b.idle)
 	b.idleBytes = 0
+	go debug.FreeOSMemory()
 }
 
 // uploadStarted and uploadEnded count the uploads that will free memory.
