@@ -144,7 +144,7 @@ func (f *File) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
 		}
 		lo := pos - plan.Start(k)
 		hi := min(lo+int64(len(p)-n), plan.Size(k))
-		if err := f.extendLocked(ctx, k, s, hi); err != nil {
+		if err := f.extendLocked(ctx, k, s, hi, lo); err != nil {
 			return n, err
 		}
 		copy(s.buf[lo:hi], p[n:])
@@ -223,13 +223,14 @@ func (f *File) evictableLocked(except int) int {
 	return best
 }
 
-// extendLocked makes slot s of part k at least n bytes long; new bytes are
-// zeros and not valid. Part 1's buffer starts small and doubles up to
+// extendLocked makes slot s of part k at least n bytes long; new bytes
+// before zeroTo are zeros and not valid, and the caller overwrites the rest
+// (a sequential writer's bytes are not zeroed first). Part 1's buffer starts small and doubles up to
 // smallBuffer, so small files pay little; any other buffer, and part 1 past
 // that, is paid for as a whole part at once. A file thus waits for memory at
 // most once per part while holding a partly filled buffer, and files being
 // written cannot starve one another.
-func (f *File) extendLocked(ctx context.Context, k int, s *slot, n int64) error {
+func (f *File) extendLocked(ctx context.Context, k int, s *slot, n, zeroTo int64) error {
 	if n <= int64(len(s.buf)) {
 		return nil
 	}
@@ -253,9 +254,11 @@ func (f *File) extendLocked(ctx context.Context, k int, s *slot, n int64) error 
 		f.w.recycle(s.buf)
 		s.buf = b
 	}
-	old := len(s.buf)
+	old := int64(len(s.buf))
 	s.buf = s.buf[:n]
-	clear(s.buf[old:])
+	if zeroTo > old {
+		clear(s.buf[old:min(zeroTo, n)])
+	}
 	return nil
 }
 
@@ -299,7 +302,7 @@ func (f *File) sealLocked(ctx context.Context, k int) error {
 
 // completeSlotLocked fills slot s of part k up to length with the file's bytes.
 func (f *File) completeSlotLocked(ctx context.Context, k int, s *slot, length int64) error {
-	if err := f.extendLocked(ctx, k, s, length); err != nil {
+	if err := f.extendLocked(ctx, k, s, length, length); err != nil {
 		return err
 	}
 	start := f.w.plan.Start(k)
