@@ -18,6 +18,9 @@ type MountOptions struct {
 	// kernel then checks permissions against the reported modes
 	// (default_permissions), as a shared mount must.
 	AllowOther bool
+	// DefaultPermissions has the kernel check every access against the
+	// modes and owners partfs reports, also without AllowOther.
+	DefaultPermissions bool
 	// DirectMount mounts with mount(2), which needs root, instead of the
 	// fusermount3 helper; go-fuse falls back to the helper if mount(2) fails.
 	DirectMount bool
@@ -70,7 +73,7 @@ func Mount(dir string, root *Root, mo MountOptions) (*fuse.Server, error) {
 		NullPermissions: true,
 		Logger:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	if mo.AllowOther {
+	if mo.AllowOther || mo.DefaultPermissions {
 		fuseOpts.Options = append(fuseOpts.Options, "default_permissions")
 	}
 	if opts.ReadOnly {

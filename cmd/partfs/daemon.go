@@ -82,6 +82,7 @@ func runDaemonChild(cfg *config) int {
 		return 1
 	}
 	log := daemonLogger(cfg)
+	signals := catchSignals()
 	m, err := mount(context.Background(), cfg, log)
 	if err != nil {
 		log.Error("mount failed", "err", err)
@@ -89,7 +90,7 @@ func runDaemonChild(cfg *config) int {
 		return 1
 	}
 	report("ok")
-	return m.serve()
+	return m.serve(signals)
 }
 
 // daemonLogger logs to syslog, the one place a detached process can be

@@ -5,38 +5,53 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/partfs/partfs/store"
 )
 
-// config is everything the command line says.
+// config is everything the command line of a mount says.
 type config struct {
 	Bucket     string
 	Prefix     string // "" or ending in "/"
 	Mountpoint string // absolute
 
-	Endpoint  string
-	Region    string
-	Profile   string
-	PathStyle bool
-	CABundle  string // absolute when set
+	connConfig
+
+	// SSE is "", "AES256" or "aws:kms"; SSECKeyFile names a customer key
+	// (SSE-C). The key itself is read only when needed and never kept here,
+	// so that no printing of the config can show it.
+	SSE         string
+	SSEKMSKeyID string
+	SSECKeyFile string // absolute when set
 
 	PartSize          int64
 	UploadConcurrency int
 	WriteBuffer       int64
 	CacheSize         int64
 
-	UID, GID          uint32
-	FileMode, DirMode uint32
-	ReadOnly          bool
-	AllowOther        bool
+	UID, GID           uint32
+	FileMode, DirMode  uint32
+	ReadOnly           bool
+	AllowOther         bool
+	DefaultPermissions bool
+
+	// AbortUploadsOlderThan is the age beyond which multipart uploads under
+	// the mount's prefix are aborted at mount; negative turns that off.
+	AbortUploadsOlderThan time.Duration
+	MetricsAddr           string
 
 	Foreground bool
 	Debug      bool
+	// Sloppy ignores -o options that name no flag (mount -s).
+	Sloppy bool
+	// unknownOptions are -o options that name no flag.
+	unknownOptions []string
 }
 
 // errHelp asks for the usage text and a successful exit.
@@ -48,24 +63,75 @@ type usageError struct{ msg string }
 func (e usageError) Error() string { return e.msg }
 
 const usageHead = `Usage: partfs [flags] BUCKET[:PREFIX] MOUNTPOINT
+       partfs cleanup [--yes] [--older-than AGE] [flags] BUCKET[:PREFIX]
+       partfs status [--json] MOUNTPOINT
 
 Mounts an S3 bucket, or the keys under PREFIX in it, on MOUNTPOINT.
 Credentials come from the usual AWS sources: AWS_ACCESS_KEY_ID and
 AWS_SECRET_ACCESS_KEY, the shared config and credentials files (--profile),
 or the instance's role. Sizes take K, M, G or T (powers of 1024), e.g. 8MiB.
-Flags may be written with one dash or two.
+Flags may be written with one dash or two, and every flag is also a mount
+option: -o allow_other,uid=1000,endpoint=https://s3.example.com works, as
+in /etc/fstab (type fuse.partfs). Run partfs cleanup --help and
+partfs status --help for the other commands.
 
 Flags:
 `
 
+// connConfig says how to reach S3; mounts and `partfs cleanup` share it.
+type connConfig struct {
+	Endpoint  string
+	Region    string
+	Profile   string
+	PathStyle bool
+	CABundle  string // absolute when set
+}
+
+// define adds the connection flags to fl.
+func (c *connConfig) define(fl *flag.FlagSet) {
+	fl.StringVar(&c.Endpoint, "endpoint", "", "S3 endpoint `URL`, e.g. http://127.0.0.1:9000 (default: AWS)")
+	fl.StringVar(&c.Region, "region", "", "signing `REGION` (default: from the AWS configuration, else us-east-1)")
+	fl.StringVar(&c.Profile, "profile", "", "`NAME` of a profile in the shared AWS configuration files")
+	fl.BoolVar(&c.PathStyle, "path-style", false, "path-style bucket addressing (default: on when --endpoint is given)")
+	fl.StringVar(&c.CABundle, "ca-bundle", "", "PEM `FILE` of extra certificate authorities to trust")
+}
+
+// finish applies the defaults that depend on other flags, once fl is parsed.
+func (c *connConfig) finish(fl *flag.FlagSet) error {
+	pathStyleSet := false
+	fl.Visit(func(f *flag.Flag) { pathStyleSet = pathStyleSet || f.Name == "path-style" })
+	if !pathStyleSet && c.Endpoint != "" {
+		c.PathStyle = true
+	}
+	if c.CABundle != "" {
+		abs, err := filepath.Abs(c.CABundle)
+		if err != nil {
+			return err
+		}
+		c.CABundle = abs
+	}
+	return nil
+}
+
+// checkFiles checks that the CA bundle can be read.
+func (c *connConfig) checkFiles() error {
+	if c.CABundle == "" {
+		return nil
+	}
+	f, err := os.Open(c.CABundle)
+	if err != nil {
+		return fmt.Errorf("--ca-bundle: %w", err)
+	}
+	return f.Close()
+}
+
 // newFlagSet defines the flags on cfg, with their defaults.
 func newFlagSet(cfg *config) *flag.FlagSet {
 	fl := flag.NewFlagSet("partfs", flag.ContinueOnError)
-	fl.StringVar(&cfg.Endpoint, "endpoint", "", "S3 endpoint `URL`, e.g. http://127.0.0.1:9000 (default: AWS)")
-	fl.StringVar(&cfg.Region, "region", "", "signing `REGION` (default: from the AWS configuration, else us-east-1)")
-	fl.StringVar(&cfg.Profile, "profile", "", "`NAME` of a profile in the shared AWS configuration files")
-	fl.BoolVar(&cfg.PathStyle, "path-style", false, "path-style bucket addressing (default: on when --endpoint is given)")
-	fl.StringVar(&cfg.CABundle, "ca-bundle", "", "PEM `FILE` of extra certificate authorities to trust")
+	cfg.connConfig.define(fl)
+	fl.StringVar(&cfg.SSE, "sse", "", "server-side encryption of new objects: `MODE` AES256 (S3-managed keys) or aws:kms (default: the bucket's)")
+	fl.StringVar(&cfg.SSEKMSKeyID, "sse-kms-key-id", "", "KMS key `ID` for --sse aws:kms (default: the account's S3 key)")
+	fl.StringVar(&cfg.SSECKeyFile, "sse-c-key-file", "", "`FILE` holding a customer key for SSE-C: 32 bytes, or their base64; every object is written and read with it")
 
 	cfg.PartSize, cfg.WriteBuffer, cfg.CacheSize = 8<<20, 512<<20, 256<<20
 	fl.Var(sizeFlag{&cfg.PartSize}, "part-size", "`SIZE` of the parts uploaded while a file is written; at least 5MiB")
@@ -79,12 +145,20 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fl.Var(idFlag{&cfg.GID}, "gid", "group `ID` of objects that carry no group (your own by default)")
 	fl.Var(octalFlag{&cfg.FileMode}, "file-mode", "permission bits (octal `MODE`) of files that carry none")
 	fl.Var(octalFlag{&cfg.DirMode}, "dir-mode", "permission bits (octal `MODE`) of directories that carry none")
-	fl.BoolVar(&cfg.ReadOnly, "read-only", false, "mount read-only")
-	fl.BoolVar(&cfg.AllowOther, "allow-other", false, "let other users use the mount (permissions are then checked)")
+	fl.BoolVar(&cfg.ReadOnly, "read-only", false, "mount read-only: every change fails with EROFS")
+	fl.BoolVar(&cfg.AllowOther, "allow-other", false, "let other users use the mount; implies --default-permissions")
+	fl.BoolVar(&cfg.DefaultPermissions, "default-permissions", false, "have the kernel check the permission bits of every access")
+
+	cfg.AbortUploadsOlderThan = defaultAbortAge
+	fl.Var(ageFlag{&cfg.AbortUploadsOlderThan}, "abort-uploads-older-than",
+		"at mount, abort multipart uploads under the prefix started more than `AGE` ago (e.g. 24h, 7d; 0: all; off: none); it must exceed the longest write of any mount of the bucket")
+	fl.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:9464")
 
 	fl.BoolVar(&cfg.Foreground, "f", false, "shorthand for --foreground")
 	fl.BoolVar(&cfg.Foreground, "foreground", false, "stay in the foreground and log to stderr")
-	fl.BoolVar(&cfg.Debug, "debug", false, "log debug messages, including every FUSE request")
+	fl.BoolVar(&cfg.Debug, "debug", false, "log debug messages, including every FUSE operation and S3 request")
+	fl.BoolVar(&cfg.Sloppy, "sloppy", false, "ignore -o options that name no flag (mount -s)")
+	fl.Var(&mountOptions{fl: fl, cfg: cfg}, "o", "mount `OPTIONS`, comma-separated: any flag as name or name=value (allow_other, uid=1000, ...), ro, rw, and mount(8)'s generic options")
 	fl.SetOutput(io.Discard)
 	return fl
 }
@@ -97,11 +171,10 @@ func printUsage(w io.Writer) {
 	fl.PrintDefaults()
 }
 
-// parseArgs reads the command line. Flags may come before, between and after
-// the two operands, as in fstab-style invocations.
-func parseArgs(args []string) (*config, error) {
-	cfg := &config{}
-	fl := newFlagSet(cfg)
+// parseOperands parses args with fl, letting flags come before, between and
+// after the operands, as in fstab-style invocations, and returns the
+// operands. "--" ends the flags.
+func parseOperands(fl *flag.FlagSet, args []string) ([]string, error) {
 	var operands []string
 	for {
 		if err := fl.Parse(args); err != nil {
@@ -111,35 +184,54 @@ func parseArgs(args []string) (*config, error) {
 			return nil, usageError{err.Error()}
 		}
 		if fl.NArg() == 0 {
-			break
+			return operands, nil
 		}
-		// "--" ends the flags: everything after it is an operand.
 		if len(args) > fl.NArg() && args[len(args)-fl.NArg()-1] == "--" {
-			operands = append(operands, fl.Args()...)
-			break
+			return append(operands, fl.Args()...), nil
 		}
 		operands = append(operands, fl.Arg(0))
 		args = fl.Args()[1:]
 	}
+}
+
+// parseArgs reads the command line of a mount.
+func parseArgs(args []string) (*config, error) {
+	cfg := &config{}
+	fl := newFlagSet(cfg)
+	operands, err := parseOperands(fl, args)
+	if err != nil {
+		return nil, err
+	}
 	if len(operands) != 2 {
 		return nil, usageError{fmt.Sprintf("want BUCKET[:PREFIX] and MOUNTPOINT, got %d operand(s); see partfs --help", len(operands))}
 	}
-	pathStyleSet := false
-	fl.Visit(func(f *flag.Flag) { pathStyleSet = pathStyleSet || f.Name == "path-style" })
-	if !pathStyleSet && cfg.Endpoint != "" {
-		cfg.PathStyle = true
+	if len(cfg.unknownOptions) > 0 && !cfg.Sloppy {
+		return nil, usageError{fmt.Sprintf("unknown mount option %q; see partfs --help (--sloppy or mount -s ignores unknown options)", cfg.unknownOptions[0])}
+	}
+	if err := cfg.connConfig.finish(fl); err != nil {
+		return nil, err
 	}
 	if err := cfg.setBucket(operands[0]); err != nil {
 		return nil, usageError{err.Error()}
 	}
-	var err error
 	if cfg.Mountpoint, err = filepath.Abs(operands[1]); err != nil {
 		return nil, err
 	}
-	if cfg.CABundle != "" {
-		if cfg.CABundle, err = filepath.Abs(cfg.CABundle); err != nil {
+	if err := cfg.checkEncryption(); err != nil {
+		return nil, usageError{err.Error()}
+	}
+	if cfg.SSECKeyFile != "" {
+		if cfg.SSECKeyFile, err = filepath.Abs(cfg.SSECKeyFile); err != nil {
 			return nil, err
 		}
+	}
+	if cfg.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(cfg.MetricsAddr); err != nil {
+			return nil, usageError{fmt.Sprintf("--metrics-addr %q: want HOST:PORT, e.g. 127.0.0.1:9464", cfg.MetricsAddr)}
+		}
+	}
+	if cfg.AllowOther {
+		cfg.DefaultPermissions = true
 	}
 	if err := cfg.checkSizes(); err != nil {
 		return nil, usageError{err.Error()}
@@ -149,20 +241,50 @@ func parseArgs(args []string) (*config, error) {
 
 // setBucket splits BUCKET[:PREFIX] and checks both halves.
 func (cfg *config) setBucket(arg string) error {
-	bucket, prefix, _ := strings.Cut(arg, ":")
+	bucket, prefix, err := splitBucket(arg)
+	if err != nil {
+		return err
+	}
+	cfg.Bucket, cfg.Prefix = bucket, prefix
+	return nil
+}
+
+// splitBucket splits BUCKET[:PREFIX]; the prefix comes back empty or
+// ending in "/".
+func splitBucket(arg string) (bucket, prefix string, err error) {
+	bucket, prefix, _ = strings.Cut(arg, ":")
 	if bucket == "" || strings.ContainsAny(bucket, "/ \t\n") {
-		return fmt.Errorf("invalid bucket %q: want a bucket name, optionally followed by :PREFIX", bucket)
+		return "", "", fmt.Errorf("invalid bucket %q: want a bucket name, optionally followed by :PREFIX", bucket)
 	}
 	prefix = strings.Trim(prefix, "/")
 	if prefix != "" {
 		for _, seg := range strings.Split(prefix, "/") {
 			if seg == "" || seg == "." || seg == ".." {
-				return fmt.Errorf("invalid prefix %q: empty, \".\" and \"..\" path segments cannot be mounted", prefix)
+				return "", "", fmt.Errorf("invalid prefix %q: empty, \".\" and \"..\" path segments cannot be mounted", prefix)
 			}
 		}
 		prefix += "/"
 	}
-	cfg.Bucket, cfg.Prefix = bucket, prefix
+	return bucket, prefix, nil
+}
+
+// checkEncryption normalizes --sse and refuses combinations S3 refuses.
+func (cfg *config) checkEncryption() error {
+	switch strings.ToLower(cfg.SSE) {
+	case "":
+	case "aes256":
+		cfg.SSE = "AES256"
+	case "aws:kms":
+		cfg.SSE = "aws:kms"
+	default:
+		return fmt.Errorf("--sse %q: want AES256 (S3-managed keys) or aws:kms; for customer keys use --sse-c-key-file", cfg.SSE)
+	}
+	if cfg.SSEKMSKeyID != "" && cfg.SSE != "aws:kms" {
+		return errors.New("--sse-kms-key-id needs --sse aws:kms")
+	}
+	if cfg.SSECKeyFile != "" && cfg.SSE != "" {
+		return fmt.Errorf("--sse-c-key-file (a customer key) cannot be combined with --sse %s: an object has one kind of encryption", cfg.SSE)
+	}
 	return nil
 }
 
@@ -213,14 +335,15 @@ func checkMountpoint(dir string) error {
 	return nil
 }
 
-// checkFiles checks the files the flags name.
+// checkFiles checks the files the flags name, the SSE-C key included.
 func (cfg *config) checkFiles() error {
-	if cfg.CABundle != "" {
-		f, err := os.Open(cfg.CABundle)
-		if err != nil {
-			return fmt.Errorf("--ca-bundle: %w", err)
+	if err := cfg.connConfig.checkFiles(); err != nil {
+		return err
+	}
+	if cfg.SSECKeyFile != "" {
+		if _, err := readCustomerKey(cfg.SSECKeyFile); err != nil {
+			return err
 		}
-		f.Close()
 	}
 	return checkMountpoint(cfg.Mountpoint)
 }

@@ -5,15 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/partfs/partfs/cache"
 	"github.com/partfs/partfs/fs"
+	"github.com/partfs/partfs/metrics"
 	"github.com/partfs/partfs/store"
 	"github.com/partfs/partfs/store/s3"
 	"github.com/partfs/partfs/writeback"
@@ -21,28 +25,53 @@ import (
 
 // mounted is a live mount and what is needed to end it well.
 type mounted struct {
-	cfg    *config
-	log    *slog.Logger
-	server *fuse.Server
-	root   *fs.Root
-	cache  *cache.Cache
+	cfg     *config
+	log     *slog.Logger
+	started time.Time
+	server  *fuse.Server
+	root    *fs.Root
+	cache   *cache.Cache
+	writer  *writeback.Writer
+	metrics *metrics.Metrics
+	live    *liveUploads
+
+	status     *statusServer
+	metricsSrv *http.Server
+	metricsURL string
 }
 
-// mount checks the bucket, builds the pieces and mounts. Every error it
-// returns is meant for a person, on one line.
-func mount(ctx context.Context, cfg *config, log *slog.Logger) (*mounted, error) {
-	if err := cfg.checkFiles(); err != nil {
-		return nil, err
-	}
-	bucket, err := s3.New(ctx, s3.Options{
-		Bucket:    cfg.Bucket,
-		Endpoint:  cfg.Endpoint,
-		Region:    cfg.Region,
-		Profile:   cfg.Profile,
-		PathStyle: cfg.PathStyle,
-		CABundle:  cfg.CABundle,
+// s3Options are the store options for bucket reached through c.
+func (c *connConfig) s3Options(bucket string, log *slog.Logger) s3.Options {
+	return s3.Options{
+		Bucket:    bucket,
+		Endpoint:  c.Endpoint,
+		Region:    c.Region,
+		Profile:   c.Profile,
+		PathStyle: c.PathStyle,
+		CABundle:  c.CABundle,
 		Logger:    log,
-	})
+	}
+}
+
+// openBucket configures the S3 store with the mount's encryption and checks
+// the bucket.
+func openBucket(ctx context.Context, cfg *config, log *slog.Logger) (*s3.Store, error) {
+	opts := cfg.connConfig.s3Options(cfg.Bucket, log)
+	opts.SSE, opts.SSEKMSKeyID = cfg.SSE, cfg.SSEKMSKeyID
+	if cfg.SSECKeyFile != "" {
+		key, err := readCustomerKey(cfg.SSECKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		// The store keeps the headers it derives; the raw key is not needed
+		// once it is built.
+		defer clear(key)
+		opts.SSECustomerKey = key
+		if keyFileExposed(cfg.SSECKeyFile) {
+			log.Warn("the SSE-C key file can be read by other users; chmod 600 it", "file", cfg.SSECKeyFile)
+		}
+	}
+	bucket, err := s3.New(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -51,20 +80,36 @@ func mount(ctx context.Context, cfg *config, log *slog.Logger) (*mounted, error)
 	if err := bucket.CheckBucket(ctx); err != nil {
 		return nil, err
 	}
-	st := store.WithRetry(bucket, store.RetryOptions{Logger: log})
-	w, err := writeback.New(st, writeback.Options{
+	return bucket, nil
+}
+
+// mount checks the bucket, builds the pieces and mounts. Every error it
+// returns is meant for a person, on one line.
+func mount(ctx context.Context, cfg *config, log *slog.Logger) (*mounted, error) {
+	if err := cfg.checkFiles(); err != nil {
+		return nil, err
+	}
+	bucket, err := openBucket(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	m := &mounted{cfg: cfg, log: log, started: time.Now()}
+	m.metrics = metrics.New(m.metricsOptions())
+	m.live = newLiveUploads(m.metrics.Wrap(bucket))
+	st := store.WithRetry(m.live, store.RetryOptions{Logger: log, OnRetry: m.metrics.Retried})
+	abortAbandoned(ctx, st, cfg, log)
+
+	if m.writer, err = writeback.New(st, writeback.Options{
 		PartSize:    cfg.PartSize,
 		Concurrency: cfg.UploadConcurrency,
 		BufferBytes: cfg.WriteBuffer,
 		Logger:      log,
-	})
-	if err != nil {
+	}); err != nil {
 		return nil, err
 	}
-	m := &mounted{cfg: cfg, log: log}
 	opts := fs.Options{
 		Store:    st,
-		Writer:   w,
+		Writer:   m.writer,
 		Prefix:   cfg.Prefix,
 		UID:      cfg.UID,
 		GID:      cfg.GID,
@@ -80,21 +125,106 @@ func mount(ctx context.Context, cfg *config, log *slog.Logger) (*mounted, error)
 		opts.Cache = m.cache
 	}
 	if m.root, err = fs.New(opts); err != nil {
+		m.close()
+		return nil, err
+	}
+	if err := m.startServers(); err != nil {
+		m.close()
 		return nil, err
 	}
 	m.server, err = fs.Mount(cfg.Mountpoint, m.root, fs.MountOptions{
-		FsName:      fsName(cfg),
-		AllowOther:  cfg.AllowOther,
-		DirectMount: fs.DirectMountAvailable(),
-		Debug:       cfg.Debug,
-		Logger:      log,
+		FsName:             fsName(cfg),
+		AllowOther:         cfg.AllowOther,
+		DefaultPermissions: cfg.DefaultPermissions,
+		DirectMount:        fs.DirectMountAvailable(),
+		Debug:              cfg.Debug,
+		Logger:             log,
 	})
 	if err != nil {
-		m.closeCache()
+		m.close()
 		return nil, fmt.Errorf("mount %s: %w", cfg.Mountpoint, err)
 	}
-	log.Info("mounted", "bucket", cfg.Bucket, "prefix", cfg.Prefix, "mountpoint", cfg.Mountpoint)
+	log.Info("mounted", "bucket", cfg.Bucket, "prefix", cfg.Prefix, "mountpoint", cfg.Mountpoint,
+		"metrics", m.metricsURL, "status_socket", m.statusPath())
 	return m, nil
+}
+
+// metricsOptions points the gauges at the mount's pieces. They are read only
+// once the servers run, after mount has set every field.
+func (m *mounted) metricsOptions() metrics.Options {
+	opts := metrics.Options{
+		Logger: m.log,
+		WriteBuffer: func() metrics.WriteBuffer {
+			s := m.writer.Stats()
+			return metrics.WriteBuffer{Total: s.Total, Used: s.Used, Peak: s.Peak, Waiting: s.Waiting, Uploads: s.Uploads}
+		},
+		DirtyFiles: func() int { return m.root.DirtyCount() },
+	}
+	if m.cfg.CacheSize > 0 {
+		opts.Cache = func() metrics.Cache {
+			s := m.cache.Stats()
+			return metrics.Cache{Hits: s.Hits, Misses: s.Misses, Gets: s.Gets, GetBytes: s.GetBytes}
+		}
+	}
+	return opts
+}
+
+// startServers starts the status socket and, with --metrics-addr, the
+// metrics endpoint.
+func (m *mounted) startServers() error {
+	if addr := m.cfg.MetricsAddr; addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", m.metrics.Handler())
+		m.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		m.metricsURL = "http://" + ln.Addr().String() + "/metrics"
+		go m.metricsSrv.Serve(ln) //nolint:errcheck // ends with ErrServerClosed
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.metrics.Handler())
+	mux.HandleFunc("GET /status", m.serveStatus)
+	var err error
+	m.status, err = startStatusServer(statusDirs()[0], canonicalMountpoint(m.cfg.Mountpoint), mux)
+	var busy alreadyServedError
+	switch {
+	case errors.As(err, &busy):
+		return err
+	case err != nil:
+		m.log.Warn("partfs status will not find this mount", "err", err)
+	}
+	return nil
+}
+
+func (m *mounted) statusPath() string {
+	if m.status == nil {
+		return ""
+	}
+	return m.status.path
+}
+
+// serveStatus answers GET /status.
+func (m *mounted) serveStatus(w http.ResponseWriter, _ *http.Request) {
+	reply := statusReply{
+		PID:         os.Getpid(),
+		Mountpoint:  m.cfg.Mountpoint,
+		Bucket:      m.cfg.Bucket,
+		Prefix:      m.cfg.Prefix,
+		Endpoint:    m.cfg.Endpoint,
+		ReadOnly:    m.cfg.ReadOnly,
+		Encryption:  m.cfg.SSE,
+		Started:     m.started,
+		MetricsURL:  m.metricsURL,
+		Figures:     m.metrics.Snapshot(),
+		LiveUploads: m.live.list(),
+	}
+	if m.cfg.SSECKeyFile != "" {
+		reply.Encryption = "SSE-C"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	writeJSON(w, reply)
 }
 
 // fsName is what mount(8) and df(1) show as the source.
@@ -104,20 +234,38 @@ func fsName(cfg *config) string {
 	return strings.ReplaceAll(strings.TrimSuffix(name, "/"), ",", "_")
 }
 
-func (m *mounted) closeCache() {
+// close stops the servers and the cache.
+func (m *mounted) close() {
+	if m.status != nil {
+		m.status.close()
+	}
+	if m.metricsSrv != nil {
+		m.metricsSrv.Close()
+	}
 	if m.cache != nil {
 		m.cache.Close()
 	}
 }
 
-// serve runs until the file system is unmounted, by umount(8) or by SIGINT or
-// SIGTERM, and returns the exit status: non-zero when some written data could
-// not be stored. A second signal gives up waiting for a busy mount.
-func (m *mounted) serve() int {
-	defer m.closeCache()
+// catchSignals starts catching SIGINT and SIGTERM. It must be called before
+// mounting: a process killed by a signal's default action while one of its
+// own threads waits on its mount (go-fuse opens a file there right after
+// mounting) cannot finish exiting, since nobody is left to answer the
+// kernel, and leaves a mount that hangs. A signal caught during mount is
+// handled by serve as soon as the mount is live.
+func catchSignals() chan os.Signal {
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(signals)
+	return signals
+}
+
+// serve runs until the file system is unmounted, by umount(8) or by SIGINT or
+// SIGTERM (from signals, see catchSignals), and returns the exit status:
+// non-zero when some written data could not be stored. Every file with
+// unsaved changes is stored first. A second signal gives up at once, whatever
+// is still being stored or still open.
+func (m *mounted) serve(signals <-chan os.Signal) int {
+	defer m.close()
 	served := make(chan struct{})
 	go func() {
 		m.server.Wait()
@@ -129,38 +277,72 @@ func (m *mounted) serve() int {
 	case <-served:
 		m.log.Info("unmounted", "mountpoint", m.cfg.Mountpoint)
 	case sig := <-signals:
-		m.log.Info("unmounting", "signal", sig.String())
-		if !m.syncAll() {
+		m.log.Info("storing files with unsaved changes, then unmounting (signal again to exit at once)",
+			"signal", sig.String(), "dirty_files", m.root.DirtyCount())
+		ok, aborted := m.syncAll(signals)
+		if aborted != nil {
+			return m.abort(aborted)
+		}
+		if !ok {
 			status = 1
 		}
 		m.unmount()
 		select {
 		case <-served:
 		case sig := <-signals:
-			m.log.Error("exiting with the mount still busy", "signal", sig.String(), "unsaved_files", m.root.DirtyCount())
-			return 1
+			return m.abort(sig)
 		}
 	}
 	// Writes may have happened between the first sync and the unmount.
-	if !m.syncAll() {
+	ok, aborted := m.syncAll(signals)
+	if aborted != nil {
+		return m.abort(aborted)
+	}
+	if !ok {
 		status = 1
 	}
 	return status
 }
 
-// syncAll stores every file with unsaved changes and reports success.
-func (m *mounted) syncAll() bool {
-	if err := m.root.SyncAll(context.Background()); err != nil {
-		m.log.Error("some written data could not be stored", "err", err)
-		return false
+// syncAll stores every file with unsaved changes and reports success, or
+// returns the signal that interrupted it.
+func (m *mounted) syncAll(signals <-chan os.Signal) (bool, os.Signal) {
+	done := make(chan error, 1)
+	go func() { done <- m.root.SyncAll(context.Background()) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			m.log.Error("some written data could not be stored", "err", err)
+			return false, nil
+		}
+		return true, nil
+	case sig := <-signals:
+		return false, sig
 	}
-	return true
+}
+
+// abort ends the process after a second signal. The mount is detached so
+// that no dead mount point is left behind; files still open there fail from
+// now on.
+func (m *mounted) abort(sig os.Signal) int {
+	m.log.Error("exiting at once on a second signal: files with unsaved changes are NOT stored; their multipart uploads are left for partfs cleanup",
+		"signal", sig.String(), "unsaved_files", m.root.DirtyCount(), "mountpoint", m.cfg.Mountpoint)
+	if err := syscall.Unmount(m.cfg.Mountpoint, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+		m.log.Error("lazy unmount failed", "mountpoint", m.cfg.Mountpoint, "err", err)
+	}
+	return 1
 }
 
 // unmount unmounts, detaching lazily when files are still open: the kernel
 // then ends the mount when the last of them is closed, and serve returns.
 func (m *mounted) unmount() {
-	err := m.server.Unmount()
+	// umount(2) answers EBUSY itself; go-fuse's Unmount would retry and
+	// then try a fusermount helper, which only mounts made without the
+	// privilege to unmount need.
+	err := syscall.Unmount(m.cfg.Mountpoint, 0)
+	if errors.Is(err, syscall.EPERM) {
+		err = m.server.Unmount()
+	}
 	if err == nil {
 		return
 	}

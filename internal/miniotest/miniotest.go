@@ -64,7 +64,18 @@ const startTimeout = 30 * time.Second
 type Options struct {
 	// TLS serves https with a self-signed certificate for 127.0.0.1.
 	TLS bool
+	// KMS gives the server a static KMS key named KMSKeyName
+	// (MINIO_KMS_SECRET_KEY), which server-side encryption with S3-managed
+	// keys (AES256) and aws:kms with that key ID need.
+	KMS bool
 }
+
+// KMSKeyName is the KMS key of a server started with Options.KMS.
+const KMSKeyName = "partfs-test-key"
+
+// kmsSecretKey is the static KMS key: "name:base64 of 32 bytes". It protects
+// test data only.
+const kmsSecretKey = KMSKeyName + ":cGFydGZzLXRlc3Qta21zLWtleS0zMi1ieXRlcyEhISE="
 
 // Server is a running MinIO server.
 type Server struct {
@@ -210,6 +221,9 @@ func launch(bin string, o Options) (*Server, error) {
 		"MINIO_CALLHOME_ENABLE=off",
 		"MINIO_CI=off",
 	)
+	if o.KMS {
+		s.cmd.Env = append(s.cmd.Env, "MINIO_KMS_SECRET_KEY="+kmsSecretKey)
+	}
 	s.cmd.Stdout = logFile
 	s.cmd.Stderr = logFile
 	setProcAttr(s.cmd)
