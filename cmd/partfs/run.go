@@ -266,6 +266,7 @@ func catchSignals() chan os.Signal {
 // is still being stored or still open.
 func (m *mounted) serve(signals <-chan os.Signal) int {
 	defer m.close()
+	defer startProfile(m.log)()
 	served := make(chan struct{})
 	go func() {
 		m.server.Wait()
