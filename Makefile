@@ -6,6 +6,8 @@
 #   make test    unit and integration tests, race detector on
 #   make bench   write throughput through the mount vs direct uploads
 #                (make bench PROFILE=1 also writes partfs.cpu.prof)
+#   make install copy partfs to $(PREFIX)/bin and link /sbin/mount.fuse.partfs
+#                to it, so that mount -t fuse.partfs and fstab lines work
 #
 # MinIO is installed into .bin/ at a pinned version when missing. Its data,
 # log and pid file live in .run/. .bin/, .run/ and mnt/ are git-ignored.
@@ -36,7 +38,7 @@ MINIO_PID := $(RUNDIR)/minio.pid
 PROFILE ?=
 BENCH_ENV := $(if $(PROFILE),PARTFS_BENCH_CPUPROFILE=$(CURDIR)/partfs.cpu.prof)
 
-.PHONY: all build run stop ls uploads test bench minio FORCE
+.PHONY: all build install run stop ls uploads test bench minio FORCE
 
 all: build
 
@@ -115,5 +117,11 @@ test: $(MINIO)
 bench: $(MINIO)
 	$(BENCH_ENV) $(GO) test -run '^$$' -bench '^BenchmarkWrite$$' -benchtime 1x -timeout 30m ./integration/
 	@$(if $(PROFILE),echo "CPU profile of partfs: partfs.cpu.prof (go tool pprof -top partfs.cpu.prof)")
+
+# mount(8) looks for fuse.TYPE helpers in /sbin only.
+PREFIX ?= /usr/local
+install: $(PARTFS)
+	install -D -m 755 $(PARTFS) $(DESTDIR)$(PREFIX)/bin/partfs
+	ln -sf $(PREFIX)/bin/partfs $(DESTDIR)/sbin/mount.fuse.partfs
 
 FORCE:
