@@ -97,24 +97,26 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 }
 
 // findDir reports whether anything exists under prefix, and the directory's
-// attributes, from its marker object when there is one.
+// attributes, from its marker object when there is one. An empty prefix is
+// remembered for NegativeTTL (absentDirs).
 func (d *dirNode) findDir(ctx context.Context, prefix string) (attrs, bool, error) {
 	a := defaultDirAttrs(d.fsys)
-	page, err := d.fsys.opts.Store.List(ctx, prefix, "/", "", 1)
+	fsys := d.fsys
+	if fsys.absent.isAbsent(prefix) {
+		return a, false, nil
+	}
+	gen := fsys.absent.begin()
+	page, err := fsys.opts.Store.List(ctx, prefix, "/", "", 1)
 	if err != nil {
 		return a, false, err
 	}
 	if len(page.Objects) == 0 && len(page.Prefixes) == 0 {
+		fsys.absent.remember(prefix, gen)
 		return a, false, nil
 	}
 	// The marker is the first key under its own prefix.
 	if len(page.Objects) > 0 && page.Objects[0].Key == prefix {
-		marker, err := d.fsys.stat(ctx, prefix)
-		switch {
-		case err == nil:
-			a.mtime = marker.LastModified
-			a = a.withMetadata(marker.Metadata)
-		case !errors.Is(err, fs.ErrNotExist):
+		if a, err = markerAttrs(ctx, fsys, prefix); err != nil {
 			return a, false, err
 		}
 	}

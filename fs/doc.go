@@ -13,17 +13,28 @@
 // alive, or an implicit directory: any common prefix of other keys. Lookup
 // asks for the object "name" first (HeadObject); when it is missing, one
 // listing of "name/" with a page size of one tells whether a directory of that
-// name exists, and whether it has a marker whose metadata to read. When both
+// name exists, and whether it has a marker whose metadata to read; a name
+// found missing costs nothing more for NegativeTTL (the HEAD's answer is in
+// the metadata cache, the listing's in absentDirs). When both
 // an object "name" and keys under "name/" exist, the file wins, in Lookup and
 // in Readdir alike. Keys that cannot be file names (an empty segment as in
 // "a//b", "." or "..", names longer than 255 bytes) are left out of listings.
 //
-// Readdir lists with the delimiter "/" and follows every continuation token,
-// fetching pages as the kernel asks for entries, so a directory of any size is
-// listed without being held in memory twice. Files created through this mount
-// whose first upload has not finished yet are added at the end of the listing.
-// READDIRPLUS is disabled: S3 listings carry no user metadata, so they cannot
-// report the mode and mtime that stat must show (rsync depends on the mtime).
+// Readdir lists with the delimiter "/": every page, through the metadata cache
+// (see "Consistency"), up to its limit of entries; a larger directory goes on
+// a page at a time from there as the kernel asks for entries. Files created
+// through this mount whose first upload has not finished yet are added at the
+// end of the listing.
+//
+// READDIRPLUS (in the kernel's auto mode, see kernel.go) hands the kernel each
+// entry with its attributes, so that ls -l does not send a LOOKUP per name.
+// S3 listings carry no user metadata, and stat must report the stored mode,
+// owner and mtime (rsync compares the mtime), so the attributes need a HEAD
+// per object: the directory handle sends them for a chunk of entries at a
+// time, 32 in parallel, and objects whose version the metadata cache has seen
+// before need none. ls -l of n objects in a fresh mount thus costs
+// ceil(n/1000) listing pages and n HEADs, 32 at a time (TestLsLongFewRequests);
+// repeated within StatTTL it costs nothing, and after that the pages only.
 //
 // # Metadata
 //
@@ -39,12 +50,9 @@
 // content. The state is created by Create, by an Open for writing or with
 // O_TRUNC (which the kernel sends with OPEN: atomic O_TRUNC is negotiated),
 // and by a truncate; it is dropped when the last handle is released. A
-// truncate(2) by path is synced at once, as no close will follow it. Writes go to the state; reads of a file
-// with a state are served by it, so an application reads its own writes.
-// Reads of other files go through the block cache with the object (key, ETag,
-// size) found at open: each open asks S3 for the object again (close-to-open
-// consistency), and the kernel keeps its page cache across opens only while
-// the ETag is unchanged.
+// truncate(2) by path is synced at once, as no close will follow it. Writes
+// go to the state; reads of a file whose state holds changes are served by
+// it, so an application reads its own writes.
 //
 // Every close(2) of a descriptor that can change the file (FLUSH) syncs the
 // state: the data is durable in S3 when close returns success, and a failed
@@ -70,12 +78,79 @@
 // seconds of the mtime are kept; rsync compares whole seconds unless asked
 // otherwise, so a second `rsync -a` finds nothing to transfer.
 //
-// stat is one HEAD per name the kernel looks up (READDIRPLUS is off, see
-// above). go-fuse negotiates FUSE_PARALLEL_DIROPS, so the kernel sends the
-// LOOKUPs of one directory in parallel, and nothing in this package
-// serializes them: Lookup takes no lock across its HEAD. All HEADs go through
-// filesystem.stat and every change is announced through filesystem.changed,
-// the one place where a metadata cache plugs in (object.go).
+// go-fuse negotiates FUSE_PARALLEL_DIROPS, so the kernel sends the LOOKUPs of
+// one directory in parallel, and nothing in this package serializes them:
+// Lookup takes no lock across its HEAD. All HEADs go through filesystem.stat
+// and every change is announced through filesystem.changed, changedDir or
+// stored (object.go).
+//
+// # Reading
+//
+// Every open handle of a file without changes reads one version of the
+// object, the one found at open, through its own cache.Reader: blocks of the
+// block cache keyed by (key, ETag, index), GETs pinned to the ETag, read-ahead
+// for sequential readers. A read hands the cached blocks to the kernel
+// without copying them (fuse.ReadResultVector). A file open for writing whose
+// state holds no changes (writeback.File.Stored) reads its stored object the
+// same way; one with changes reads through the state.
+//
+// When a read needs a block of a version that S3 no longer holds (another
+// client replaced or deleted the object), the GET fails its precondition:
+// that read fails with ESTALE, "stale file handle", which says what happened
+// and what to do (open the file again), where EIO would read as a failing
+// device. The file's metadata is dropped from the cache and asked for again,
+// so that stat and the next open show what S3 holds now. The handle stays on
+// its version: it goes on serving the blocks still cached and fails the
+// others, and never returns bytes of another version.
+//
+// # Kernel caching
+//
+// The kernel keeps a file's pages across opens (FOPEN_KEEP_CACHE) while the
+// version an open finds is the one whose bytes the page cache holds (the same
+// ETag and size; a rename or a metadata change of this mount copies the bytes
+// and keeps it). An open that finds a new version is answered without it, so
+// the kernel drops the old pages. If descriptors of the old version are still
+// open and reading through the page cache, the new one is opened with
+// FOPEN_DIRECT_IO instead, around the page cache, until they are closed: the
+// page cache never holds pages of two versions, which one read(2) could
+// otherwise mix. (mmap with MAP_SHARED of such a descriptor fails with ENODEV
+// meanwhile; reads, MAP_PRIVATE mappings and exec work.)
+//
+// Attributes and names are kept by the kernel for Options.AttrTimeout and
+// EntryTimeout, missing names for NegativeTimeout (1 s each by default); READ
+// requests are up to 1 MiB (Options.KernelReadAhead, see kernel.go).
+//
+// # Consistency
+//
+// partfs gives close-to-open consistency, like NFS. Every open asks for the
+// object again, through the metadata cache: what it finds is at most
+// Options.StatTTL old (1 s by default), and all reads through that
+// descriptor see that version or fail (see "Reading"). What this mount
+// changes it sees at once: every change it makes in S3 (a completed upload,
+// unlink, rename, mkdir, rmdir, symlink, chmod and the like) updates or drops
+// the cached answers about that key and its directory listing as soon as S3
+// has acted, and the kernel learns of it through the operation itself.
+//
+// A change by another client shows here as follows, counting from the moment
+// S3 has it:
+//
+//   - a new object: in lookups and listings after at most StatTTL (the
+//     listing cache; NegativeTTL when this mount looked the name up and
+//     found nothing) plus NegativeTimeout, 2 s by default; at once when
+//     this mount has not looked at the name or listed its directory within
+//     that time;
+//   - a replaced object: a new open reads the new version after at most
+//     StatTTL; stat shows its size and times after at most StatTTL +
+//     AttrTimeout (2 s by default), and a reader that opened within that
+//     time may see the old size (the kernel's attributes) until then;
+//     descriptors opened before keep reading the old version or get ESTALE;
+//   - a deleted object: opens and stats fail after at most StatTTL +
+//     EntryTimeout; descriptors open on it read what is cached and get
+//     ESTALE for the rest;
+//   - metadata (chmod, touch by another tool): after StatTTL + AttrTimeout.
+//
+// StatTTL, NegativeTTL and the kernel's timeouts are options (cmd/partfs
+// flags); negative values turn each cache off.
 //
 // # Rename
 //
@@ -138,7 +213,9 @@
 // go-fuse cancels the request's context when the kernel forwards an
 // interrupt (any signal to the calling thread, including the SIGURG the Go
 // runtime uses for preemption). Requests that only read (lookup, readdir,
-// read) and waits for write-buffer memory honour it and fail with EINTR.
+// read) and waits for write-buffer memory honour it and fail with EINTR. A
+// HEAD or listing shared with other callers (cache.Meta) goes on for them;
+// only the interrupted caller stops waiting.
 // Requests that change the bucket (mkdir, rmdir, unlink, rename, symlink,
 // setattr, and the syncs of close and fsync) run under a context detached
 // from the request: an
@@ -150,7 +227,12 @@
 // Lock order, outermost first:
 //
 //  1. go-fuse's own tree locks. This package never holds one of its mutexes
-//     while calling into the go-fuse tree (NewInode, GetChild, Children).
+//     while calling into the go-fuse tree (NewInode, GetChild, Children),
+//     except dirHandle.mu, which is held while reading the tree (GetChild,
+//     Children: go-fuse takes its locks briefly and calls nothing back).
+//     dirHandle.mu is a directory handle's own and is held across its
+//     listing requests and READDIRPLUS HEADs; it is taken before any lock
+//     below.
 //  2. fileNode.op, an operation lock like writeback.File's opMu and like it
 //     held across network calls: shared by every operation that creates,
 //     uses or drops a file's state (open, read, write, truncate, sync,
@@ -164,9 +246,14 @@
 //     be held while calling the non-blocking methods of writeback.File (Key,
 //     Size, Dirty, SetOptions) and Writer.Open, and never across WriteAt,
 //     ReadAt, Truncate, Sync, Discard or any store call.
-//  4. filesystem.mu guards the set of nodes that hold a state; it is taken
+//  4. fileHandle.mu guards a handle's cache.Reader; it is taken with op held
+//     or alone, never with fileNode.mu, and only cache.Reader's Open and
+//     Close, which take the block cache's locks and never block on S3, are
+//     called under it.
+//  5. filesystem.mu guards the set of nodes that hold a state; it is taken
 //     inside fileNode.mu and nothing is called while it is held.
+//     absentDirs.mu is a leaf like it.
 //
-// writeback.File has its own locks below all of these and never calls back
-// into this package.
+// writeback.File, cache.Cache and cache.Meta have their own locks below all
+// of these and never call back into this package.
 package fs

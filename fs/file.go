@@ -46,9 +46,44 @@ type fileNode struct {
 	// unlinked: the name was removed; the state, if any, must never reach
 	// S3 again. guarded by mu
 	unlinked bool
-	// keepETag is the ETag of the content the kernel's page cache holds,
-	// or "" when it may hold anything else. guarded by mu
-	keepETag string
+	// ver is the content of the stored object as last seen, which new
+	// handles read; handles keep the version they opened. guarded by mu
+	ver *fileVersion
+	// pageVer is the version whose bytes the kernel's page cache holds,
+	// nil when it may hold anything else, and pageOpen counts the open
+	// handles that read through the page cache (not FOPEN_DIRECT_IO).
+	// See Open. guarded by mu
+	pageVer  *fileVersion
+	pageOpen int
+}
+
+// fileVersion is one content of a stored file, shared by the handles that
+// read it. Its obj changes in place only when the bytes stay the same (a
+// rename or a metadata change copies the object), so that those handles
+// follow the object to its new key or ETag. obj is guarded by the file's mu.
+type fileVersion struct {
+	obj store.Object
+}
+
+// setVersionLocked records obj as the stored content: the current version
+// when obj has its ETag and size, else a new one.
+func (n *fileNode) setVersionLocked(obj store.Object) {
+	if v := n.ver; v != nil && obj.ETag != "" && v.obj.ETag == obj.ETag && v.obj.Size == obj.Size {
+		v.obj = obj
+		return
+	}
+	n.ver = &fileVersion{obj: obj}
+}
+
+// copiedLocked records that the stored object was copied to obj, with the
+// same bytes under a new key or ETag (rename, metadata change).
+func (n *fileNode) copiedLocked(obj store.Object) {
+	n.obj = obj
+	if n.ver == nil {
+		n.ver = &fileVersion{obj: obj}
+		return
+	}
+	n.ver.obj = obj
 }
 
 func newFileNode(fsys *filesystem, key string) *fileNode {
@@ -92,6 +127,7 @@ func (n *fileNode) setObject(obj store.Object) {
 		n.attrs = defaultFileAttrs(n.fsys, obj.LastModified).withMetadata(obj.Metadata)
 	}
 	n.obj = obj
+	n.setVersionLocked(obj)
 }
 
 func (n *fileNode) sizeLocked() int64 {
@@ -118,7 +154,7 @@ func (n *fileNode) putOptionsLocked() store.PutOptions {
 // startStateLocked gives the file its state, starting from base (nil: empty).
 func (n *fileNode) startStateLocked(base *store.Object) {
 	n.state = n.fsys.opts.Writer.Open(n.key, base, n.putOptionsLocked())
-	n.keepETag = ""
+	n.pageVer = nil
 	n.fsys.addState(n)
 }
 
@@ -129,6 +165,7 @@ func (n *fileNode) create(a attrs, flags uint32) *fileHandle {
 	n.attrs = a
 	n.startStateLocked(nil)
 	n.users++
+	n.pageOpen++
 	// Even an O_RDONLY create makes a file, so this handle's close stores it.
 	return &fileHandle{n: n, syncs: true}
 }
@@ -164,6 +201,7 @@ func (n *fileNode) syncHeld(ctx context.Context) error {
 	}
 	n.mu.Lock()
 	n.obj, n.exists, n.statAt = obj, true, time.Now()
+	n.setVersionLocked(obj)
 	n.localAttrs = false
 	unlinked := n.unlinked
 	n.mu.Unlock()
@@ -171,11 +209,13 @@ func (n *fileNode) syncHeld(ctx context.Context) error {
 		// Unlink ran while the upload was in flight and may have deleted
 		// the key before the upload completed; the file must stay gone.
 		err = n.fsys.opts.Store.Delete(ctx, key)
+		n.fsys.changed(key)
+		return err
 	}
 	if wasDirty {
-		n.fsys.changed(key)
+		n.fsys.stored(obj)
 	}
-	return err
+	return nil
 }
 
 // syncIfDirty is sync for SyncAll: it skips files with nothing to upload.
@@ -184,13 +224,6 @@ func (n *fileNode) syncIfDirty(ctx context.Context) error {
 		return nil
 	}
 	return n.sync(ctx)
-}
-
-// release ends one use of the state; see releaseHeld.
-func (n *fileNode) release() {
-	n.op.RLock()
-	defer n.op.RUnlock()
-	n.releaseHeld()
 }
 
 // releaseHeld ends one use of the state. The last one syncs a state that is
@@ -236,9 +269,19 @@ func (n *fileNode) unlink() {
 		n.state = nil
 		n.fsys.removeState(n)
 	}
+	// Cached blocks of the object are of no use to anyone once it is
+	// gone, unless a descriptor still reads them.
+	var forget *store.Object
+	if n.users == 0 && n.ver != nil {
+		obj := n.ver.obj
+		forget = &obj
+	}
 	n.mu.Unlock()
 	if drop {
 		st.Discard(context.Background())
+	}
+	if forget != nil && n.fsys.opts.Cache != nil {
+		n.fsys.opts.Cache.Forget(*forget)
 	}
 }
 
@@ -247,6 +290,15 @@ func (n *fileNode) unlink() {
 func (n *fileNode) truncate(ctx context.Context, size int64, syncNow bool) error {
 	n.op.RLock()
 	defer n.op.RUnlock()
+	if size > 0 && !n.hasState() {
+		// The object becomes the base of the new state: it must be current.
+		key := n.keyNow()
+		obj, err := n.fsys.statFresh(ctx, key)
+		if err != nil {
+			return err
+		}
+		n.setObject(obj)
+	}
 	n.mu.Lock()
 	if n.state == nil {
 		if !n.exists {
@@ -290,11 +342,10 @@ func (n *fileNode) moved(key string, obj store.Object) {
 	if obj.Metadata == nil {
 		obj.Metadata = n.obj.Metadata // copied with the object
 	}
-	if n.keepETag != "" && n.keepETag == n.obj.ETag {
-		n.keepETag = obj.ETag // same bytes: the page cache stays valid
-	}
 	old := n.state
-	n.obj, n.exists, n.statAt = obj, true, time.Now()
+	// Same bytes: open handles and the page cache stay valid.
+	n.copiedLocked(obj)
+	n.exists, n.statAt = true, time.Now()
 	if old != nil {
 		n.state = n.fsys.opts.Writer.Open(key, &obj, n.putOptionsLocked())
 	}

@@ -2,8 +2,6 @@ package fs
 
 import (
 	"context"
-	"errors"
-	"io"
 	"syscall"
 	"time"
 
@@ -90,17 +88,22 @@ func (n *fileNode) setAttrs(ctx context.Context, in *fuse.SetAttrIn) syscall.Err
 	n.mu.Unlock()
 
 	md := func(base store.Metadata) store.Metadata { return a.metadata(base, syscall.S_IFREG) }
-	stored, err := n.fsys.setMetadata(context.WithoutCancel(ctx), obj, md, contentType(key))
+	stored, same, err := n.fsys.setMetadata(context.WithoutCancel(ctx), obj, md, contentType(key))
 	if err != nil {
 		return n.fsys.toErrno("setattr", key, err)
 	}
 	n.mu.Lock()
 	n.attrs, n.localAttrs = a, false
-	n.obj, n.statAt = stored, time.Now()
+	if same {
+		n.copiedLocked(stored) // same bytes: handles and the page cache stay valid
+	} else {
+		n.obj = stored
+		n.setVersionLocked(stored)
+	}
+	n.statAt = time.Now()
 	old := n.state
 	if old != nil {
 		n.state = n.fsys.opts.Writer.Open(key, &stored, n.putOptionsLocked())
-		n.keepETag = ""
 	}
 	n.mu.Unlock()
 	if old != nil {
@@ -111,9 +114,17 @@ func (n *fileNode) setAttrs(ctx context.Context, in *fuse.SetAttrIn) syscall.Err
 
 var _ = (fusefs.NodeOpener)((*fileNode)(nil))
 
-// Open asks S3 for the object again unless the file has a state (close-to-
-// open consistency). Opening for writing or with O_TRUNC gives the file a
-// state, or shares the one it has.
+// Open asks for the object again unless the file has a state (close-to-open
+// consistency, through the metadata cache). Opening for writing or with
+// O_TRUNC gives the file a state, or shares the one it has. A handle of a
+// file without a state reads the version found here until it is released.
+//
+// The kernel's page cache of the file is kept (FOPEN_KEEP_CACHE) while the
+// version is the one whose bytes it holds. A new version is opened without
+// it, so the kernel drops its pages, unless descriptors still read the
+// older version through them: the new handle then bypasses the page cache
+// (FOPEN_DIRECT_IO) until they are closed, so that the page cache never
+// holds bytes of two versions, which one read(2) could mix.
 func (n *fileNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	writable := flags&syscall.O_ACCMODE != syscall.O_RDONLY
 	trunc := flags&syscall.O_TRUNC != 0
@@ -124,7 +135,12 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, u
 	defer n.op.RUnlock()
 	if !n.hasState() {
 		key := n.keyNow()
-		obj, err := n.fsys.stat(ctx, key)
+		stat := n.fsys.stat
+		if writable && !trunc {
+			// The object becomes the base of the edits: it must be current.
+			stat = n.fsys.statFresh
+		}
+		obj, err := stat(ctx, key)
 		if err != nil {
 			return nil, 0, n.fsys.toErrno("open", key, err)
 		}
@@ -132,6 +148,7 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, u
 	}
 
 	n.mu.Lock()
+	h := &fileHandle{n: n, syncs: writable || trunc}
 	var fuseFlags uint32
 	var truncate bool
 	switch {
@@ -144,132 +161,27 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, u
 		n.startStateLocked(base)
 	case n.state != nil:
 		truncate = trunc
-	case n.keepETag == n.obj.ETag:
+	case n.ver != nil && n.ver == n.pageVer:
 		fuseFlags = fuse.FOPEN_KEEP_CACHE
+	case n.pageOpen > 0:
+		fuseFlags = fuse.FOPEN_DIRECT_IO | fuse.FOPEN_KEEP_CACHE
+		h.direct = true
 	default:
-		n.keepETag = n.obj.ETag
+		n.pageVer = n.ver
 	}
+	h.ver = n.ver
 	n.users++
+	if !h.direct {
+		n.pageOpen++
+	}
 	st := n.state
 	n.mu.Unlock()
 
 	if truncate {
 		if err := st.Truncate(ctx, 0); err != nil {
-			n.releaseHeld()
+			h.releaseHeld()
 			return nil, 0, n.fsys.toErrno("open", n.keyNow(), err)
 		}
 	}
-	return &fileHandle{n: n, syncs: writable || trunc}, fuseFlags, 0
-}
-
-// fileHandle is one open file description.
-type fileHandle struct {
-	n *fileNode
-	// syncs: closing this handle makes the file durable (it was opened for
-	// writing, with O_TRUNC, or created).
-	syncs bool
-}
-
-var _ = (fusefs.FileReader)((*fileHandle)(nil))
-
-// Read serves the application's own writes from the state when there is one,
-// and the stored object through the block cache otherwise.
-func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	n := h.n
-	n.op.RLock()
-	defer n.op.RUnlock()
-	n.mu.Lock()
-	st, obj := n.state, n.obj
-	n.mu.Unlock()
-
-	var got int
-	var err error
-	if st != nil {
-		if stored, ok := st.Stored(); ok {
-			st, obj = nil, stored // no changes: read through the cache
-		}
-	}
-	switch {
-	case st != nil:
-		got, err = st.ReadAt(ctx, dest, off)
-	case n.fsys.opts.Cache != nil:
-		got, err = n.fsys.opts.Cache.ReadAt(ctx, obj, dest, off)
-	default:
-		got, err = readStore(ctx, n.fsys.opts.Store, obj, dest, off)
-	}
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, n.fsys.toErrno("read", obj.Key, err)
-	}
-	return fuse.ReadResultData(dest[:got]), 0
-}
-
-// readStore reads without a cache: one ranged GET pinned to the ETag.
-func readStore(ctx context.Context, st store.Store, obj store.Object, dest []byte, off int64) (int, error) {
-	if off >= obj.Size {
-		return 0, io.EOF
-	}
-	length := min(int64(len(dest)), obj.Size-off)
-	rc, err := st.Get(ctx, obj.Key, off, length, obj.ETag)
-	if err != nil {
-		return 0, err
-	}
-	defer rc.Close()
-	got, err := io.ReadFull(rc, dest[:length])
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		err = io.EOF // the object is shorter than its size said
-	}
-	return got, err
-}
-
-var _ = (fusefs.FileWriter)((*fileHandle)(nil))
-
-// Write goes to the state with the request's context: an interrupt cancels
-// a wait for write-buffer memory.
-func (h *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
-	n := h.n
-	n.op.RLock()
-	defer n.op.RUnlock()
-	n.mu.Lock()
-	st := n.state
-	n.attrs.mtime = time.Now().Truncate(time.Second)
-	n.mu.Unlock()
-	if st == nil {
-		return 0, syscall.EBADF
-	}
-	written, err := st.WriteAt(ctx, data, off)
-	if err != nil {
-		return 0, n.fsys.toErrno("write", st.Key(), err)
-	}
-	return uint32(written), 0
-}
-
-var _ = (fusefs.FileFlusher)((*fileHandle)(nil))
-
-// Flush runs on every close(2) of a descriptor. It is where a failed upload
-// reaches the application, so it syncs and returns the error.
-func (h *fileHandle) Flush(ctx context.Context) syscall.Errno {
-	if !h.syncs {
-		return 0
-	}
-	if err := h.n.sync(context.WithoutCancel(ctx)); err != nil {
-		return h.n.fsys.toErrno("close", h.n.keyNow(), err)
-	}
-	return 0
-}
-
-var _ = (fusefs.FileFsyncer)((*fileHandle)(nil))
-
-func (h *fileHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
-	if err := h.n.sync(context.WithoutCancel(ctx)); err != nil {
-		return h.n.fsys.toErrno("fsync", h.n.keyNow(), err)
-	}
-	return 0
-}
-
-var _ = (fusefs.FileReleaser)((*fileHandle)(nil))
-
-// Release's result is ignored by the kernel; see fileNode.release.
-func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
-	h.n.release()
-	return 0
+	return h, fuseFlags, 0
 }

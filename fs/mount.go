@@ -45,19 +45,16 @@ func Mount(dir string, root *Root, mo MountOptions) (*fuse.Server, error) {
 	attrTimeout, entryTimeout := opts.AttrTimeout, opts.EntryTimeout
 	fuseOpts := &fusefs.Options{
 		MountOptions: fuse.MountOptions{
-			FsName:       mo.FsName,
-			Name:         "partfs",
-			AllowOther:   mo.AllowOther,
-			DirectMount:  mo.DirectMount,
-			Debug:        mo.Debug,
-			Logger:       slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
-			MaxWrite:     1 << 20, // go-fuse's and the kernel's largest request
-			MaxReadAhead: 1 << 20,
+			FsName:      mo.FsName,
+			Name:        "partfs",
+			AllowOther:  mo.AllowOther,
+			DirectMount: mo.DirectMount,
+			Debug:       mo.Debug,
+			Logger:      slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+			MaxWrite:    1 << 20, // go-fuse's and the kernel's largest request
 			// Background requests are reads ahead and writes; S3 serves
 			// many of them in parallel.
 			MaxBackground: 64,
-			// Listings carry no metadata; see the package comment.
-			DisableReadDirPlus: true,
 			// Have the kernel send O_TRUNC with OPEN instead of a separate
 			// SETATTR(size=0), so that a truncating open starts from an
 			// empty file without first reading the old object.
@@ -82,6 +79,7 @@ func Mount(dir string, root *Root, mo MountOptions) (*fuse.Server, error) {
 			fuseOpts.Options = append(fuseOpts.Options, "ro")
 		}
 	}
+	root.fsys.kernelOptions(fuseOpts)
 	server, err := fuse.NewServer(fusefs.NewNodeFS(root, fuseOpts), dir, &fuseOpts.MountOptions)
 	if err != nil {
 		return nil, err
@@ -90,6 +88,7 @@ func Mount(dir string, root *Root, mo MountOptions) (*fuse.Server, error) {
 	if err := server.WaitMount(); err != nil {
 		return nil, err
 	}
+	root.fsys.mounted(dir)
 	return server, nil
 }
 

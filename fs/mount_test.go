@@ -21,9 +21,10 @@ import (
 
 // testMount is a live kernel mount of a Root over a memstore.
 type testMount struct {
-	dir  string
-	root *Root
-	st   *memstore.Store
+	dir   string
+	root  *Root
+	st    *memstore.Store
+	cache *cache.Cache
 }
 
 // mountOpts adjusts the Options of a test mount.
@@ -54,9 +55,12 @@ func newMount(t *testing.T, st *memstore.Store, adjust ...mountOpts) *testMount 
 		Cache:  c,
 		UID:    4321,
 		GID:    8765,
-		// No kernel caching: each test step must reach the file system.
-		AttrTimeout:  -1,
-		EntryTimeout: -1,
+		// No caching, in the kernel or here: each test step must reach S3.
+		AttrTimeout:     -1,
+		EntryTimeout:    -1,
+		NegativeTimeout: -1,
+		StatTTL:         -1,
+		NegativeTTL:     -1,
 	}
 	for _, f := range adjust {
 		f(&opts)
@@ -77,7 +81,7 @@ func newMount(t *testing.T, st *memstore.Store, adjust ...mountOpts) *testMount 
 		server.Wait()
 		c.Close()
 	})
-	return &testMount{dir: dir, root: root, st: st}
+	return &testMount{dir: dir, root: root, st: st, cache: c}
 }
 
 func (m *testMount) path(name string) string { return filepath.Join(m.dir, name) }

@@ -3,7 +3,10 @@ package fs
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"time"
 
+	"github.com/partfs/partfs/cache"
 	"github.com/partfs/partfs/store"
 )
 
@@ -20,22 +23,76 @@ var (
 	_ objectNode = (*symlinkNode)(nil)
 )
 
-// The metadata seam: every HEAD this package makes goes through stat, and
-// every change it makes to the bucket is announced through changed or
-// changedDir once S3 has acted. A metadata cache with TTLs (cache.Meta:
-// Stat, Invalidate, InvalidateDir) plugs in here and nowhere else; until one
-// is wired, stat asks S3 and the announcements have no listener.
+// The metadata seam: every HEAD and every listing of a whole directory this
+// package makes goes through fsys.meta (cache.Meta), and every change it
+// makes to the bucket is announced through changed, changedDir or stored
+// once S3 has acted, so that this mount sees its own changes at once. See
+// "Consistency" in the package comment.
 //
-// Nothing here takes a lock, so the kernel's parallel LOOKUPs of one
-// directory (go-fuse negotiates FUSE_PARALLEL_DIROPS) reach S3 in parallel.
+// Nothing here takes a lock of this package, so the kernel's parallel
+// LOOKUPs of one directory (go-fuse negotiates FUSE_PARALLEL_DIROPS) reach
+// S3 in parallel.
 
-func (fsys *filesystem) stat(ctx context.Context, key string) (store.Object, error) {
-	return fsys.opts.Store.Stat(ctx, key)
+// newMeta returns the metadata cache for opts. cache.Meta has no "off"
+// switch: a TTL of one nanosecond is one, as every answer has expired by
+// the time it could be used again. A listing is believed as long as a
+// HEAD.
+func newMeta(opts Options, log *slog.Logger) *cache.Meta {
+	ttl := func(d time.Duration) time.Duration {
+		if d <= 0 {
+			return time.Nanosecond
+		}
+		return d
+	}
+	return cache.NewMeta(opts.Store, cache.Options{
+		StatTTL:     ttl(opts.StatTTL),
+		NegativeTTL: ttl(opts.NegativeTTL),
+		ListTTL:     ttl(opts.StatTTL),
+		Logger:      log,
+	})
 }
 
-func (fsys *filesystem) changed(keys ...string) {}
+// stat returns key's object with its metadata, from the cache while fresh.
+// The Metadata map is shared and must not be modified.
+func (fsys *filesystem) stat(ctx context.Context, key string) (store.Object, error) {
+	return fsys.meta.Stat(ctx, key)
+}
 
-func (fsys *filesystem) changedDir(prefix string) {}
+// statFresh is stat with a HEAD sent now: for changes to the object,
+// which must start from what S3 holds (a copy or an edit pinned to a stale
+// ETag would fail), not from an answer up to StatTTL old.
+func (fsys *filesystem) statFresh(ctx context.Context, key string) (store.Object, error) {
+	fsys.meta.Invalidate(key)
+	return fsys.meta.Stat(ctx, key)
+}
+
+// changed announces that this mount changed or deleted the objects keys
+// (a directory marker "name/" included).
+func (fsys *filesystem) changed(keys ...string) {
+	for _, key := range keys {
+		fsys.meta.Invalidate(key)
+		fsys.absent.changed(key)
+	}
+}
+
+// changedDir announces that this mount moved or removed everything under
+// prefix.
+func (fsys *filesystem) changedDir(prefix string) {
+	fsys.meta.InvalidateDir(prefix)
+	fsys.absent.changedDir(prefix)
+}
+
+// stored announces that this mount stored obj, whose metadata is exactly
+// obj.Metadata: the next stat of its key needs no request. An object whose
+// reply lacked what a stat reports is only invalidated.
+func (fsys *filesystem) stored(obj store.Object) {
+	if obj.ETag == "" || obj.Metadata == nil {
+		fsys.changed(obj.Key)
+		return
+	}
+	fsys.meta.Update(obj)
+	fsys.absent.changed(obj.Key)
+}
 
 // copyObject copies src to dst pinned to src.ETag, in parts above
 // Options.MaxCopySize; see store.CopyObject.
@@ -53,18 +110,23 @@ func (fsys *filesystem) copyObject(ctx context.Context, src store.Object, dst st
 // the object's current metadata, so that keys partfs does not own survive.
 // When obj is no longer current (another client replaced the object since it
 // was read), the object is read again and the change applied to it once more:
-// chmod applies to whatever the name holds.
-func (fsys *filesystem) setMetadata(ctx context.Context, obj store.Object, md func(store.Metadata) store.Metadata, contentType string) (store.Object, error) {
-	fresh := false
+// chmod applies to whatever the name holds. It returns the stored object,
+// with the metadata sent, and whether its bytes are those of obj.
+func (fsys *filesystem) setMetadata(ctx context.Context, obj store.Object, md func(store.Metadata) store.Metadata, contentType string) (stored store.Object, same bool, err error) {
+	same = true
 	for {
 		opts := &store.PutOptions{Metadata: md(obj.Metadata), ContentType: contentType}
 		out, err := fsys.copyObject(ctx, obj, obj.Key, opts)
-		if err == nil || fresh || !errors.Is(err, store.ErrPrecondition) {
-			return out, err
+		if err == nil {
+			out.Metadata = opts.Metadata
+			return out, same, nil
 		}
-		if obj, err = fsys.stat(ctx, obj.Key); err != nil {
-			return store.Object{}, err
+		if !same || !errors.Is(err, store.ErrPrecondition) {
+			return out, same, err
 		}
-		fresh = true
+		if obj, err = fsys.statFresh(ctx, obj.Key); err != nil {
+			return store.Object{}, false, err
+		}
+		same = false
 	}
 }

@@ -113,7 +113,7 @@ func (d *dirNode) renameObject(ctx context.Context, n objectNode, srcKey string,
 			return d.fsys.toErrno("rename", srcKey, err)
 		}
 	}
-	src, err := d.fsys.stat(ctx, srcKey)
+	src, err := d.fsys.statFresh(ctx, srcKey)
 	if err != nil {
 		return d.fsys.toErrno("rename", srcKey, err)
 	}
@@ -125,6 +125,9 @@ func (d *dirNode) renameObject(ctx context.Context, n objectNode, srcKey string,
 		return d.fsys.toErrno("rename", srcKey, err)
 	}
 	d.fsys.changed(srcKey)
+	if c := d.fsys.opts.Cache; c != nil {
+		c.Forget(src) // cached under the old key, which is gone
+	}
 	if target != nil && target != f {
 		// The replaced file loses its name: whatever its descriptors
 		// still write must never reach S3.
@@ -136,9 +139,10 @@ func (d *dirNode) renameObject(ctx context.Context, n objectNode, srcKey string,
 	return 0
 }
 
-// nameExists reports whether key is taken, by an object or a directory.
+// nameExists reports whether key is taken, by an object or a directory, as
+// S3 says now.
 func (fsys *filesystem) nameExists(ctx context.Context, key string) (bool, error) {
-	_, err := fsys.stat(ctx, key)
+	_, err := fsys.statFresh(ctx, key)
 	if err == nil {
 		return true, nil
 	}

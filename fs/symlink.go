@@ -212,7 +212,7 @@ func (l *symlinkNode) Setattr(ctx context.Context, f fusefs.FileHandle, in *fuse
 	l.mu.Unlock()
 	if changed {
 		md := func(base store.Metadata) store.Metadata { return a.metadata(base, syscall.S_IFLNK) }
-		stored, err := l.fsys.setMetadata(context.WithoutCancel(ctx), obj, md, symlinkContentType)
+		stored, _, err := l.fsys.setMetadata(context.WithoutCancel(ctx), obj, md, symlinkContentType)
 		if err != nil {
 			return l.fsys.toErrno("setattr", obj.Key, err)
 		}
