@@ -4,7 +4,7 @@
 #   make stop    unmount ./mnt and stop the local MinIO
 #   make ls      list the objects in the local bucket (make uploads: uploads in progress)
 #   make test    unit and integration tests, race detector on
-#   make bench   write throughput through the mount vs direct uploads
+#   make bench   write and read throughput through the mount vs direct S3
 #                (make bench PROFILE=1 also writes partfs.cpu.prof)
 #   make install copy partfs to $(PREFIX)/bin and link /sbin/mount.fuse.partfs
 #                to it, so that mount -t fuse.partfs and fstab lines work
@@ -115,7 +115,7 @@ test: $(MINIO)
 
 # The benchmark builds partfs without the race detector and runs once.
 bench: $(MINIO)
-	$(BENCH_ENV) $(GO) test -run '^$$' -bench '^BenchmarkWrite$$' -benchtime 1x -timeout 30m ./integration/
+	$(BENCH_ENV) $(GO) test -run '^$$' -bench '^Benchmark(Write|Read)$$' -benchtime 1x -timeout 30m ./integration/
 	@$(if $(PROFILE),echo "CPU profile of partfs: partfs.cpu.prof (go tool pprof -top partfs.cpu.prof)")
 
 # mount(8) looks for fuse.TYPE helpers in /sbin only.

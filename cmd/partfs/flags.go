@@ -34,6 +34,11 @@ type config struct {
 	UploadConcurrency int
 	WriteBuffer       int64
 	CacheSize         int64
+	ReadAhead         int64
+
+	// StatTTL and NegativeTTL are how long stat results and missing names
+	// are believed, by partfs and by the kernel; 0 turns caching off.
+	StatTTL, NegativeTTL time.Duration
 
 	UID, GID           uint32
 	FileMode, DirMode  uint32
@@ -138,6 +143,10 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fl.IntVar(&cfg.UploadConcurrency, "upload-concurrency", 4, "`N` parts uploaded at once, across all files")
 	fl.Var(sizeFlag{&cfg.WriteBuffer}, "write-buffer", "`SIZE` of memory for data written but not yet uploaded; at least twice --part-size")
 	fl.Var(sizeFlag{&cfg.CacheSize}, "cache-size", "`SIZE` of memory for the read cache; 0 turns it off")
+	cfg.ReadAhead = 64 << 20
+	fl.Var(sizeFlag{&cfg.ReadAhead}, "read-ahead", "`SIZE` of memory for reading ahead of sequential readers, shared by all of them")
+	fl.DurationVar(&cfg.StatTTL, "stat-ttl", time.Second, "how long a file's size, time and mode are believed before S3 is asked again (`DURATION`; 0: always ask)")
+	fl.DurationVar(&cfg.NegativeTTL, "negative-ttl", time.Second, "how long a missing name is believed missing (`DURATION`; 0: always ask)")
 
 	cfg.UID, cfg.GID = uint32(os.Getuid()), uint32(os.Getgid())
 	cfg.FileMode, cfg.DirMode = 0o644, 0o755
@@ -302,6 +311,10 @@ func (cfg *config) checkSizes() error {
 		return fmt.Errorf("--upload-concurrency %d: at least one upload must be allowed", cfg.UploadConcurrency)
 	case cfg.CacheSize < 0:
 		return errors.New("--cache-size must not be negative")
+	case cfg.ReadAhead < 0:
+		return errors.New("--read-ahead must not be negative")
+	case cfg.StatTTL < 0 || cfg.NegativeTTL < 0:
+		return errors.New("--stat-ttl and --negative-ttl must not be negative")
 	}
 	return nil
 }

@@ -117,9 +117,16 @@ func mount(ctx context.Context, cfg *config, log *slog.Logger) (*mounted, error)
 		DirMode:  cfg.DirMode,
 		ReadOnly: cfg.ReadOnly,
 		Logger:   log,
+		// The kernel keeps attributes and names as long as partfs does.
+		StatTTL:         offIfZero(cfg.StatTTL),
+		NegativeTTL:     offIfZero(cfg.NegativeTTL),
+		AttrTimeout:     offIfZero(cfg.StatTTL),
+		EntryTimeout:    offIfZero(cfg.StatTTL),
+		NegativeTimeout: offIfZero(cfg.NegativeTTL),
 	}
+	setMemoryLimit(cfg, log)
 	if cfg.CacheSize > 0 {
-		if m.cache, err = cache.New(st, cache.Options{MaxBytes: cfg.CacheSize, Logger: log}); err != nil {
+		if m.cache, err = cache.New(st, cache.Options{MaxBytes: cfg.CacheSize, ReadAheadBytes: cfg.ReadAhead, Logger: log}); err != nil {
 			return nil, err
 		}
 		opts.Cache = m.cache
