@@ -229,6 +229,15 @@ func (n *fileNode) syncIfDirty(ctx context.Context) error {
 // releaseHeld ends one use of the state. The last one syncs a state that is
 // still dirty (a FLUSH failed or never came), logging a failure as nobody
 // is left to hear of it, and drops the state. The caller holds op shared.
+// emptyReplacement reports whether the state would replace a non-empty
+// stored object with an empty one that nothing was written to (see Flush).
+func (n *fileNode) emptyReplacement() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	st := n.state
+	return st != nil && !n.unlinked && n.exists && n.obj.Size > 0 && st.Dirty() && st.Size() == 0
+}
+
 func (n *fileNode) releaseHeld() {
 	n.mu.Lock()
 	n.users--

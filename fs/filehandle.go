@@ -199,8 +199,14 @@ var _ = (fusefs.FileFlusher)((*fileHandle)(nil))
 
 // Flush runs on every close(2) of a descriptor. It is where a failed upload
 // reaches the application, so it syncs and returns the error.
+//
+// One case waits for Release instead: a truncating open of a stored
+// object with nothing written yet. Shells open `cmd > file` with O_TRUNC,
+// duplicate the descriptor and close the original before cmd writes a
+// byte; storing then would replace the object with an empty one while the
+// new contents are still to come, and a crash would leave it empty.
 func (h *fileHandle) Flush(ctx context.Context) syscall.Errno {
-	if !h.syncs {
+	if !h.syncs || h.n.emptyReplacement() {
 		return 0
 	}
 	if err := h.n.sync(context.WithoutCancel(ctx)); err != nil {

@@ -362,3 +362,61 @@ func TestCreateEmptyFile(t *testing.T) {
 		t.Errorf("stat: %v %v", fi, err)
 	}
 }
+
+func TestShellRedirectKeepsOldObjectUntilWritten(t *testing.T) {
+	// sh: open(O_TRUNC), dup2 onto stdout, close the original, then write.
+	st := memstore.New(memstore.Options{})
+	m := newMount(t, st)
+	m.put(t, "f", []byte("old contents"), nil)
+	fd, err := syscall.Open(m.path("f"), syscall.O_WRONLY|syscall.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dup, err := syscall.Dup(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := true
+	defer func() { // a failing test must not leave the mount busy
+		if open {
+			syscall.Close(dup)
+		}
+	}()
+	if err := syscall.Close(fd); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.object(t, "f"); string(got) != "old contents" {
+		t.Fatalf("after the first close the object is %q; the old one must stay until the new one is written", got)
+	}
+	if _, err := syscall.Write(dup, []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	open = false
+	if err := syscall.Close(dup); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.object(t, "f"); string(got) != "new" {
+		t.Fatalf("object %q, want %q", got, "new")
+	}
+}
+
+func TestTruncatingOpenAndCloseEmptiesFile(t *testing.T) {
+	// `: > f` stores an empty object, at release.
+	st := memstore.New(memstore.Options{})
+	m := newMount(t, st)
+	m.put(t, "f", []byte("old contents"), nil)
+	f, err := os.OpenFile(m.path("f"), os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for string(m.object(t, "f")) != "" && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := m.object(t, "f"); len(got) != 0 {
+		t.Fatalf("object %q after : > f, want empty", got)
+	}
+}
