@@ -56,7 +56,11 @@
 //
 // Every close(2) of a descriptor that can change the file (FLUSH) syncs the
 // state: the data is durable in S3 when close returns success, and a failed
-// upload is reported by close as an error. fsync(2) does the same and the
+// upload is reported by close as an error. One exception: a truncating open
+// of a stored object to which nothing has been written yet is left to
+// RELEASE, because shells close a duplicate of the descriptor of
+// `cmd > file` before cmd writes, and storing then would put an empty object
+// in place of the old one while the new contents are still to come. fsync(2) does the same and the
 // descriptor stays usable. RELEASE cannot report anything (the kernel ignores
 // its result), so a state still dirty at release, which only happens when a
 // FLUSH failed, is synced once more and a failure is logged. Root.SyncAll
