@@ -34,6 +34,25 @@ func TestPlanReachesObjectLimit(t *testing.T) {
 	}
 }
 
+func TestPlanHolds48TiBWithLargestParts(t *testing.T) {
+	// 10,000 parts of 5 GiB hold 48.83 TiB, the most any multipart upload
+	// can; with --part-size 5GiB (and a budget to match) the schedule is
+	// exactly that. Smaller first parts give up some of it (at most ten
+	// doublings of 64 parts below 5 GiB), and still pass S3's 50 TB object
+	// limit, as TestPlanReachesObjectLimit shows.
+	const want = int64(488 * (1 << 40) / 10) // 48.8 TiB
+	p := newPlan(store.MaxPartSize, store.MaxPartSize, store.MaxParts)
+	if got := p.MaxSize(); got < want {
+		t.Fatalf("10,000 parts of 5 GiB hold %d bytes, want at least 48.8 TiB (%d)", got, want)
+	}
+	if got := p.Part(want - 1); got > store.MaxParts {
+		t.Fatalf("the last byte of a 48.8 TiB file is in part %d", got)
+	}
+	if got := newPlan(8<<20, store.MaxPartSize, store.MaxParts).MaxSize(); got < 46<<40 {
+		t.Fatalf("with 8 MiB first parts 10,000 parts hold %d bytes, want at least 46 TiB", got)
+	}
+}
+
 func TestPlanKeepsSmallFilesOnBasePartSize(t *testing.T) {
 	p := newPlan(8<<20, store.MaxPartSize, store.MaxParts)
 	for n := 1; n <= planStep; n++ {
