@@ -124,7 +124,6 @@ func mount(ctx context.Context, cfg *config, log *slog.Logger) (*mounted, error)
 		EntryTimeout:    offIfZero(cfg.StatTTL),
 		NegativeTimeout: offIfZero(cfg.NegativeTTL),
 	}
-	setMemoryLimit(cfg, log)
 	if cfg.CacheSize > 0 {
 		if m.cache, err = cache.New(st, cache.Options{MaxBytes: cfg.CacheSize, ReadAheadBytes: cfg.ReadAhead, Logger: log}); err != nil {
 			return nil, err
@@ -274,6 +273,12 @@ func catchSignals() chan os.Signal {
 func (m *mounted) serve(signals <-chan os.Signal) int {
 	defer m.close()
 	defer startProfile(m.log)()
+	stopLimit := make(chan struct{})
+	defer close(stopLimit)
+	go newMemoryLimit(m.cfg, func() int64 {
+		s := m.writer.Stats()
+		return s.Used + s.Idle
+	}).run(100*time.Millisecond, stopLimit)
 	served := make(chan struct{})
 	go func() {
 		m.server.Wait()
