@@ -142,9 +142,17 @@ type mount struct {
 	killed  bool          // killed on purpose: a dirty exit is expected
 }
 
-// mount starts partfs -f on a new mountpoint, through the proxy, and waits
-// until the mount is live. t.Cleanup stops it and unmounts.
+// mount starts partfs -f on a new mountpoint for the test's bucket, through
+// the proxy, and waits until the mount is live. t.Cleanup stops it and
+// unmounts.
 func (e *env) mount(cfg mountConfig) *mount {
+	e.t.Helper()
+	return e.mountSource(cfg, e.bucket)
+}
+
+// mountSource is mount with the BUCKET[:PREFIX] operand given, for mounts
+// of a prefix.
+func (e *env) mountSource(cfg mountConfig, source string) *mount {
 	t := e.t
 	t.Helper()
 	cfg.defaults()
@@ -168,7 +176,7 @@ func (e *env) mount(cfg mountConfig) *mount {
 	if cfg.direct {
 		endpoint = e.srv.Endpoint
 	}
-	m.cmd = exec.Command(partfsBinary(t, !cfg.plain), cfg.args(true, endpoint, e.bucket, m.dir)...)
+	m.cmd = exec.Command(partfsBinary(t, !cfg.plain), cfg.args(true, endpoint, source, m.dir)...)
 	m.cmd.Env = append(partfsEnv(e.srv.AccessKey, e.srv.SecretKey), cfg.extraEnv...)
 	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
 	if err := m.cmd.Start(); err != nil {

@@ -22,45 +22,6 @@ import (
 // Helpers of the tests of encryption, fstab, upload cleanup, metrics,
 // shutdown and permissions.
 
-// mountSource is env.mount with the BUCKET[:PREFIX] operand given, for
-// mounts of a prefix.
-func (e *env) mountSource(cfg mountConfig, source string) *mount {
-	t := e.t
-	t.Helper()
-	cfg.defaults()
-	tmp := t.TempDir()
-	m := &mount{
-		t:       t,
-		env:     e,
-		dir:     filepath.Join(tmp, "mnt"),
-		logPath: filepath.Join(tmp, "partfs.log"),
-		exited:  make(chan struct{}),
-	}
-	if err := os.Mkdir(m.dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	logFile, err := os.Create(m.logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-	m.cmd = exec.Command(partfsBinary(t, !cfg.plain), cfg.args(true, e.proxy.URL(), source, m.dir)...)
-	m.cmd.Env = append(partfsEnv(e.srv.AccessKey, e.srv.SecretKey), cfg.extraEnv...)
-	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
-	if err := m.cmd.Start(); err != nil {
-		t.Fatalf("start partfs: %v", err)
-	}
-	go func() {
-		m.waitErr = m.cmd.Wait()
-		close(m.exited)
-	}()
-	t.Cleanup(m.cleanup)
-	if err := waitMounted(m.dir, mountTimeout, m.exited); err != nil {
-		t.Fatalf("partfs did not mount %s: %v\n%s", m.dir, err, m.logTail())
-	}
-	return m
-}
-
 // log returns everything partfs has logged so far.
 func (m *mount) log() string {
 	b, err := os.ReadFile(m.logPath)
