@@ -3,7 +3,8 @@
 #   make run     build partfs, start a local MinIO, mount a bucket at ./mnt
 #   make stop    unmount ./mnt and stop the local MinIO
 #   make ls      list the objects in the local bucket (make uploads: uploads in progress)
-#   make test    unit and integration tests, race detector on
+#   make test    unit and integration tests, race detector on (first installs
+#                rsync and sqlite3 when missing, as root)
 #   make bench   write and read throughput through the mount vs direct S3
 #                (make bench PROFILE=1 also writes partfs.cpu.prof)
 #   make install copy partfs to $(PREFIX)/bin and link /sbin/mount.fuse.partfs
@@ -38,7 +39,7 @@ MINIO_PID := $(RUNDIR)/minio.pid
 PROFILE ?=
 BENCH_ENV := $(if $(PROFILE),PARTFS_BENCH_CPUPROFILE=$(CURDIR)/partfs.cpu.prof)
 
-.PHONY: all build install run stop ls uploads test bench minio FORCE
+.PHONY: all build install run stop ls uploads test test-deps bench minio FORCE
 
 all: build
 
@@ -110,8 +111,27 @@ uploads: $(S3UTIL)
 	@$(DEV_ENV) $(S3UTIL) -endpoint $(ENDPOINT) uploads $(BUCKET)
 
 # The integration tests find MinIO in .bin/ and build partfs themselves.
-test: $(MINIO)
+test: test-deps $(MINIO)
 	$(GO) test -race -timeout 20m ./...
+
+# Tools the integration tests run against the mount, with their Debian
+# packages. As root they are installed when missing; otherwise make stops
+# and names them, as the tests would fail without them.
+TEST_TOOLS := rsync:rsync sqlite3:sqlite3
+test-deps:
+	@missing=""; \
+	for t in $(TEST_TOOLS); do \
+		command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing the integration tests' tools:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		else \
+			echo "the integration tests need:$$missing; install them (apt-get install$$missing) or run make test as root" >&2; \
+			exit 1; \
+		fi; \
+	fi
 
 # The benchmark builds partfs without the race detector and runs once.
 bench: $(MINIO)
