@@ -27,7 +27,6 @@ var errnoTable = []struct {
 	{store.ErrAccessDenied, syscall.EACCES},
 	{store.ErrTooLarge, syscall.EFBIG},
 	{store.ErrPrecondition, syscall.ESTALE},
-	{writeback.ErrUnsupported, syscall.ENOTSUP},
 	{writeback.ErrBufferExhausted, syscall.ENOSPC},
 }
 

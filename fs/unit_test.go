@@ -22,7 +22,6 @@ func TestToErrno(t *testing.T) {
 		{nil, 0},
 		{fmt.Errorf("stat %q: %w", "k", store.ErrNotExist), syscall.ENOENT},
 		{fmt.Errorf("put: %w", store.ErrAccessDenied), syscall.EACCES},
-		{fmt.Errorf("sync: %w", writeback.ErrUnsupported), syscall.ENOTSUP},
 		{fmt.Errorf("part: %w", store.ErrTooLarge), syscall.EFBIG},
 		{fmt.Errorf("get: %w", store.ErrPrecondition), syscall.ESTALE},
 		{fmt.Errorf("wait: %w", context.Canceled), syscall.EINTR},

@@ -2,7 +2,6 @@ package writeback
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -11,9 +10,6 @@ import (
 
 	"github.com/partfs/partfs/store"
 )
-
-// ErrUnsupported is returned for edits this version cannot make.
-var ErrUnsupported = errors.New("writeback: this kind of edit is not supported yet")
 
 // Defaults applied by New.
 const (
