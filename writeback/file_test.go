@@ -372,13 +372,8 @@ func TestSyncThenKeepWriting(t *testing.T) {
 func TestAppendToLargeObjectCopiesServerSide(t *testing.T) {
 	st := memstore.New(memstore.Options{})
 	old := randomBytes(10, 20*mib)
-	base, err := st.Put(context.Background(), "k", old, md5.Sum(old), store.PutOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base.Size = int64(len(old))
 	w := newWriter(t, st, Options{PartSize: 5 * mib})
-	f := w.Open("k", &base, store.PutOptions{})
+	f := openStored(t, st, w, "k", old)
 	extra := randomBytes(11, mib)
 	st.ResetCalls()
 	writeSeq(t, f, extra, int64(len(old)), 128<<10)
@@ -410,13 +405,8 @@ func TestOverwriteInsideLargeObject(t *testing.T) {
 	// touched parts are read back.
 	st := memstore.New(memstore.Options{})
 	old := randomBytes(16, 40*mib+77)
-	base, err := st.Put(context.Background(), "k", old, md5.Sum(old), store.PutOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base.Size = int64(len(old))
 	w := newWriter(t, st, Options{PartSize: 5 * mib})
-	f := w.Open("k", &base, store.PutOptions{})
+	f := openStored(t, st, w, "k", old)
 	patch := randomBytes(17, 7*mib)
 	st.ResetCalls()
 	writeSeq(t, f, patch, 12*mib, 256<<10) // parts 3 and 4, [10, 20) MiB
@@ -434,13 +424,8 @@ func TestOverwriteInsideLargeObject(t *testing.T) {
 func TestEditSmallObjectInMemory(t *testing.T) {
 	st := memstore.New(memstore.Options{})
 	old := randomBytes(12, 100<<10)
-	base, err := st.Put(context.Background(), "k", old, md5.Sum(old), store.PutOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base.Size = int64(len(old))
 	w := newWriter(t, st, Options{PartSize: 5 * mib})
-	f := w.Open("k", &base, store.PutOptions{})
+	f := openStored(t, st, w, "k", old)
 	want := append([]byte{}, old...)
 	copy(want[5000:], "patched")
 	if _, err := f.WriteAt(context.Background(), []byte("patched"), 5000); err != nil {
@@ -530,18 +515,23 @@ func TestPartTenThousandExactly(t *testing.T) {
 	assertStored(t, st, "k", data)
 }
 
-func md5Sum(b []byte) [md5.Size]byte { return md5.Sum(b) }
+// openStored stores data as key and opens it for editing, as an open
+// without O_TRUNC does.
+func openStored(t *testing.T, st *memstore.Store, w *Writer, key string, data []byte) *File {
+	t.Helper()
+	obj, err := st.Put(context.Background(), key, data, md5.Sum(data), store.PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj.Size = int64(len(data))
+	return w.Open(key, &obj, store.PutOptions{})
+}
 
 func TestReadModifyWriteFetchesPartOnce(t *testing.T) {
 	st := memstore.New(memstore.Options{})
 	old := randomBytes(18, 3*mib)
-	base, err := st.Put(context.Background(), "db", old, md5.Sum(old), store.PutOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base.Size = int64(len(old))
 	w := newWriter(t, st, Options{PartSize: 5 * mib})
-	f := w.Open("db", &base, store.PutOptions{})
+	f := openStored(t, st, w, "db", old)
 	if _, err := f.WriteAt(context.Background(), []byte("page"), 4096); err != nil {
 		t.Fatal(err)
 	}

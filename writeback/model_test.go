@@ -3,6 +3,7 @@ package writeback
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -29,7 +30,7 @@ func FuzzFileAgainstModel(f *testing.F) {
 		model := randomBytes(uint64(baseSize), int(baseSize)%(20*part))
 		var file *File
 		if len(model) > 0 {
-			obj, err := st.Put(ctx, "k", model, md5Sum(model), store.PutOptions{})
+			obj, err := st.Put(ctx, "k", model, md5.Sum(model), store.PutOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
