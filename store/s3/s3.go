@@ -261,6 +261,12 @@ func newHTTPClient(opts Options) *awshttp.BuildableClient {
 			// Ranged reads must see the stored bytes, never a
 			// transparently decompressed body.
 			tr.DisableCompression = true
+			// With the default 4 KiB buffers a part goes out in 4 KiB
+			// write(2) calls: sending 1 GiB cost a fifth of partfs's CPU
+			// in syscalls and copies. 256 KiB per direction and
+			// connection keeps that small.
+			tr.WriteBufferSize = 256 << 10
+			tr.ReadBufferSize = 256 << 10
 		})
 }
 
