@@ -284,14 +284,7 @@ func TestCanceledWaiter(t *testing.T) {
 	}()
 	waitForWaiters(t, c, obj, 0, 1)
 	cancel()
-	select {
-	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("canceled waiter: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("canceled waiter still waits")
-	}
+	expectCanceled(t, done)
 }
 
 func TestNoETagReadsAround(t *testing.T) {
@@ -358,4 +351,18 @@ func FuzzReadAt(f *testing.F) {
 			c.blocks.Wait()
 		}
 	})
+}
+
+// expectCanceled waits for a read whose context was cancelled to return
+// context.Canceled.
+func expectCanceled(t *testing.T, done <-chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled read: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("cancelled read still waits")
+	}
 }

@@ -466,14 +466,7 @@ func TestReaderCanceledRead(t *testing.T) {
 	}()
 	waitForWaiters(t, c, obj, 0, 1)
 	cancel()
-	select {
-	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("canceled read: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("canceled read still waits")
-	}
+	expectCanceled(t, done)
 }
 
 func TestReaderEmptyAndNoETag(t *testing.T) {

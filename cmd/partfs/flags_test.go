@@ -9,11 +9,7 @@ import (
 )
 
 func TestParseArgs(t *testing.T) {
-	tests := []struct {
-		name  string
-		args  []string
-		check func(*config) bool
-	}{
+	runParseCases(t, []parseCase{
 		{"defaults", []string{"bucket", "/mnt"}, func(c *config) bool {
 			return c.Bucket == "bucket" && c.Prefix == "" && c.Mountpoint == "/mnt" &&
 				c.PartSize == 8<<20 && c.WriteBuffer == 512<<20 && c.CacheSize == 256<<20 &&
@@ -38,8 +34,19 @@ func TestParseArgs(t *testing.T) {
 		}},
 		{"path style without endpoint", []string{"--path-style", "b", "/m"}, func(c *config) bool { return c.PathStyle }},
 		{"after --", []string{"-f", "--", "b", "/m"}, func(c *config) bool { return c.Bucket == "b" && c.Foreground }},
-	}
-	for _, tt := range tests {
+	})
+}
+
+// parseCase is arguments that parse, and a check of the config they give.
+type parseCase struct {
+	name  string
+	args  []string
+	check func(*config) bool
+}
+
+func runParseCases(t *testing.T, cases []parseCase) {
+	t.Helper()
+	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, err := parseArgs(tt.args)
 			if err != nil {
@@ -52,11 +59,30 @@ func TestParseArgs(t *testing.T) {
 	}
 }
 
+// parseError is arguments refused with a one-line usage error containing want.
+type parseError struct {
+	args []string
+	want string
+}
+
+func runParseErrors(t *testing.T, cases []parseError) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			_, err := parseArgs(tt.args)
+			var usage usageError
+			if !errors.As(err, &usage) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("parseArgs(%q) = %v, want a usage error mentioning %q", tt.args, err, tt.want)
+			}
+			if err != nil && strings.Contains(err.Error(), "\n") {
+				t.Errorf("message spans lines: %q", err)
+			}
+		})
+	}
+}
+
 func TestParseArgsErrors(t *testing.T) {
-	tests := []struct {
-		args []string
-		want string // in the message
-	}{
+	runParseErrors(t, []parseError{
 		{nil, "got 0 operand"},
 		{[]string{"b"}, "got 1 operand"},
 		{[]string{"b", "/m", "extra"}, "got 3 operand"},
@@ -69,19 +95,7 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"--nope", "b", "/m"}, "not defined"},
 		{[]string{":prefix", "/m"}, "invalid bucket"},
 		{[]string{"b:x/../y", "/m"}, "invalid prefix"},
-	}
-	for _, tt := range tests {
-		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			_, err := parseArgs(tt.args)
-			var usage usageError
-			if !errors.As(err, &usage) || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("parseArgs(%q) = %v, want a usage error mentioning %q", tt.args, err, tt.want)
-			}
-			if err != nil && strings.Contains(err.Error(), "\n") {
-				t.Errorf("message spans lines: %q", err)
-			}
-		})
-	}
+	})
 	if _, err := parseArgs([]string{"--help"}); !errors.Is(err, errHelp) {
 		t.Errorf("--help: %v", err)
 	}

@@ -1,19 +1,13 @@
 package main
 
 import (
-	"errors"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 )
 
 func TestMountOptions(t *testing.T) {
-	tests := []struct {
-		name  string
-		args  []string
-		check func(*config) bool
-	}{
+	runParseCases(t, []parseCase{
 		{"flags as options", []string{"-o", "endpoint=http://127.0.0.1:9000,uid=1000,gid=1001,allow_other,part_size=16MiB", "b", "/m"},
 			func(c *config) bool {
 				return c.Endpoint == "http://127.0.0.1:9000" && c.PathStyle && c.UID == 1000 && c.GID == 1001 &&
@@ -47,25 +41,11 @@ func TestMountOptions(t *testing.T) {
 		{"metrics", []string{"-o", "metrics_addr=127.0.0.1:9464", "b", "/m"}, func(c *config) bool {
 			return c.MetricsAddr == "127.0.0.1:9464"
 		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := parseArgs(tt.args)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !tt.check(cfg) {
-				t.Errorf("parseArgs(%q) = %+v", tt.args, *cfg)
-			}
-		})
-	}
+	})
 }
 
 func TestMountOptionErrors(t *testing.T) {
-	tests := []struct {
-		args []string
-		want string
-	}{
+	runParseErrors(t, []parseError{
 		{[]string{"-o", "frobnicate", "b", "/m"}, `unknown mount option "frobnicate"`},
 		{[]string{"-o", "uid", "b", "/m"}, "option uid needs a value"},
 		{[]string{"-o", "uid=alice", "b", "/m"}, "numeric ID"},
@@ -75,16 +55,7 @@ func TestMountOptionErrors(t *testing.T) {
 		{[]string{"--sse", "AES256", "--sse-c-key-file", "/k", "b", "/m"}, "cannot be combined"},
 		{[]string{"--abort-uploads-older-than", "soon", "b", "/m"}, "invalid age"},
 		{[]string{"--metrics-addr", "9464", "b", "/m"}, "HOST:PORT"},
-	}
-	for _, tt := range tests {
-		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			_, err := parseArgs(tt.args)
-			var usage usageError
-			if !errors.As(err, &usage) || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("parseArgs(%q) = %v, want a usage error mentioning %q", tt.args, err, tt.want)
-			}
-		})
-	}
+	})
 }
 
 func TestHelperArgs(t *testing.T) {
