@@ -62,11 +62,11 @@ func (m *Meta) ReadDir(ctx context.Context, prefix string) (*Listing, error) {
 	d := m.freshDirLocked(prefix, m.now())
 	gen := m.gen
 	m.mu.Unlock()
-	if d != nil {
+	if d != nil && len(d.changed) == 0 {
 		return d.l, nil
 	}
 	v, err := m.do(ctx, "list "+strconv.FormatUint(gen, 10)+" "+prefix, func(ctx context.Context) (any, error) {
-		return m.list(ctx, prefix)
+		return m.list(ctx, prefix, 0)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cache: list %q: %w", prefix, err)
@@ -74,17 +74,21 @@ func (m *Meta) ReadDir(ctx context.Context, prefix string) (*Listing, error) {
 	return v.(*Listing), nil
 }
 
-// list lists prefix from the store and caches the listing.
-func (m *Meta) list(ctx context.Context, prefix string) (*Listing, error) {
+// list lists prefix from the store, at most maxPages pages (0: up to
+// MaxListed entries), and caches the listing when it is complete. Keys this
+// mount changed while the request was in flight are marked as changed in
+// the cached listing, which then says nothing about them.
+func (m *Meta) list(ctx context.Context, prefix string, maxPages int) (*Listing, error) {
 	m.mu.Lock()
 	g := m.beginLocked()
 	m.mu.Unlock()
 	start := m.now()
-	l, err := m.listAll(ctx, prefix)
+	l, err := m.listAll(ctx, prefix, maxPages)
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	keep := m.endLocked(g, func(inv invalidation) bool { return inv.coversDir(prefix) })
+	changed, keep := m.changesSinceLocked(g, prefix)
+	m.endLocked(g, func(invalidation) bool { return false })
 	if err != nil {
 		return nil, err
 	}
@@ -93,17 +97,20 @@ func (m *Meta) list(ctx context.Context, prefix string) (*Listing, error) {
 			l.Objects[i].Metadata = md
 		}
 	}
-	if keep && l.Next == "" {
-		m.putDirLocked(&dirEntry{prefix: prefix, l: l, expires: start.Add(m.listTTL)})
+	switch {
+	case l.Next != "" && maxPages > 0:
+		m.largeDirLocked(prefix, start)
+	case keep && l.Next == "":
+		m.putDirLocked(&dirEntry{prefix: prefix, l: l, taken: start, expires: start.Add(m.listTTL), changed: changed})
 	}
 	return l, nil
 }
 
-// listAll reads the pages of prefix's listing until the end or MaxListed
-// entries.
-func (m *Meta) listAll(ctx context.Context, prefix string) (*Listing, error) {
+// listAll reads the pages of prefix's listing until the end, MaxListed
+// entries or maxPages pages (0: no limit).
+func (m *Meta) listAll(ctx context.Context, prefix string, maxPages int) (*Listing, error) {
 	l := &Listing{Prefix: prefix}
-	for {
+	for pages := 1; ; pages++ {
 		// Ask for no more than MaxListed in all; 0 is the server's page
 		// size (1,000 on S3).
 		room := m.maxListed - len(l.Objects) - len(l.Prefixes)
@@ -117,7 +124,7 @@ func (m *Meta) listAll(ctx context.Context, prefix string) (*Listing, error) {
 		l.Objects = append(l.Objects, page.Objects...)
 		l.Prefixes = append(l.Prefixes, page.Prefixes...)
 		l.Next = page.Next
-		if l.Next == "" || len(l.Objects)+len(l.Prefixes) >= m.maxListed {
+		if l.Next == "" || len(l.Objects)+len(l.Prefixes) >= m.maxListed || pages == maxPages {
 			break
 		}
 	}
@@ -198,16 +205,22 @@ func (m *Meta) freshDirLocked(prefix string, now time.Time) *dirEntry {
 }
 
 func (m *Meta) putDirLocked(d *dirEntry) {
-	n := len(d.l.Objects) + len(d.l.Prefixes)
+	n := d.entries()
 	if n > m.maxListed {
 		return
 	}
 	m.removeDirLocked(d.prefix)
-	for m.listed+n > m.maxListed {
-		m.removeDirLocked(m.dirLRU.Back().Value.(*dirEntry).prefix)
-	}
 	m.dirs[d.prefix] = m.dirLRU.PushFront(d)
 	m.listed += n
+	m.trimDirsLocked()
+}
+
+// trimDirsLocked drops the least recently used listings until the cached
+// entries fit in MaxListed.
+func (m *Meta) trimDirsLocked() {
+	for m.listed > m.maxListed {
+		m.removeDirLocked(m.dirLRU.Back().Value.(*dirEntry).prefix)
+	}
 }
 
 func (m *Meta) removeDirLocked(prefix string) {
@@ -215,8 +228,55 @@ func (m *Meta) removeDirLocked(prefix string) {
 	if !ok {
 		return
 	}
-	d := e.Value.(*dirEntry)
-	m.listed -= len(d.l.Objects) + len(d.l.Prefixes)
+	m.listed -= e.Value.(*dirEntry).entries()
 	delete(m.dirs, prefix)
 	m.dirLRU.Remove(e)
+}
+
+// changedInDirLocked records that this mount changed key, which is listed
+// in the directory prefix (as an object, or as the subdirectory it lies
+// in): the cached listing of prefix, if any, no longer speaks for it.
+func (m *Meta) changedInDirLocked(prefix, key string) {
+	e, ok := m.dirs[prefix]
+	if !ok {
+		return
+	}
+	d := e.Value.(*dirEntry)
+	if d.changed[key] {
+		return
+	}
+	if len(d.changed) >= maxChangedPerListing {
+		m.removeDirLocked(prefix)
+		return
+	}
+	if d.changed == nil {
+		d.changed = make(map[string]bool)
+	}
+	d.changed[key] = true
+	m.listed++
+	m.trimDirsLocked()
+}
+
+// changesSinceLocked returns, for a listing of prefix begun in generation
+// g, the entries of prefix that invalidations since then changed; keep is
+// false when one of them makes the whole listing stale (the directory
+// itself changed, or invalidations were lost).
+func (m *Meta) changesSinceLocked(g uint64, prefix string) (changed map[string]bool, keep bool) {
+	if g < m.lost {
+		return nil, false
+	}
+	for _, inv := range m.invals {
+		below := strings.HasPrefix(inv.key, prefix)
+		switch {
+		case inv.gen <= g:
+		case inv.key == prefix || (inv.dir && (below || strings.HasPrefix(prefix, inv.key))):
+			return nil, false
+		case below:
+			if changed == nil {
+				changed = make(map[string]bool)
+			}
+			changed[childOf(prefix, inv.key)] = true
+		}
+	}
+	return changed, true
 }

@@ -91,6 +91,7 @@ type Meta struct {
 	invals  []invalidation           // guarded by mu; newer than the oldest request in flight
 	lost    uint64                   // guarded by mu; requests begun before this may have missed invalidations
 	flying  map[uint64]int           // guarded by mu; requests in flight by the gen they began in
+	bursts  map[string]*burst        // guarded by mu; by directory prefix (burst.go)
 }
 
 type statEntry struct {
@@ -103,8 +104,17 @@ type statEntry struct {
 type dirEntry struct {
 	prefix  string
 	l       *Listing
+	taken   time.Time // when the listing was asked for
 	expires time.Time
+	// changed holds the entries (object keys, or subdirectory prefixes)
+	// that this mount changed since the listing was taken: the listing no
+	// longer speaks for them. It still answers for the other names, but
+	// ReadDir lists again.
+	changed map[string]bool
 }
+
+// entries counts what d holds against MaxListed.
+func (d *dirEntry) entries() int { return len(d.l.Objects) + len(d.l.Prefixes) + len(d.changed) }
 
 // invalidation is one call of Invalidate (a key) or InvalidateDir (a
 // prefix, dir true), numbered by gen.
@@ -152,6 +162,7 @@ func NewMeta(st store.Store, opts Options) *Meta {
 		dirs:        make(map[string]*list.Element),
 		dirLRU:      list.New(),
 		flying:      make(map[uint64]int),
+		bursts:      make(map[string]*burst),
 	}
 }
 
@@ -160,13 +171,17 @@ func NewMeta(st store.Store, opts Options) *Meta {
 // missing key is store.ErrNotExist. The Metadata map is shared: callers
 // must not modify it.
 func (m *Meta) Stat(ctx context.Context, key string) (store.Object, error) {
-	m.mu.Lock()
-	obj, found, err := m.cachedStatLocked(key, m.now())
-	gen := m.gen
-	m.mu.Unlock()
+	obj, found, burst, err := m.cached(key)
+	if !found && burst {
+		m.listFirstPage(ctx, parent(key))
+		obj, found, _, err = m.cached(key)
+	}
 	if found {
 		return obj, err
 	}
+	m.mu.Lock()
+	gen := m.gen
+	m.mu.Unlock()
 	v, err := m.do(ctx, "stat "+strconv.FormatUint(gen, 10)+" "+key, func(ctx context.Context) (any, error) {
 		return m.stat(ctx, key)
 	})
@@ -174,6 +189,20 @@ func (m *Meta) Stat(ctx context.Context, key string) (store.Object, error) {
 		return store.Object{}, fmt.Errorf("cache: stat %q: %w", key, err)
 	}
 	return v.(store.Object), nil
+}
+
+// cached answers a Stat of key from memory when it can (found), noting a
+// miss for bursts (burst.go); burst reports whether the directory is in a
+// burst of misses, so that listing it may answer where memory cannot.
+func (m *Meta) cached(key string) (obj store.Object, found, burst bool, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	obj, found, err = m.cachedStatLocked(key, now)
+	if found && err != nil {
+		m.missedLocked(key, now)
+	}
+	return obj, found, !found && m.inBurstLocked(key, now), err
 }
 
 // cachedStatLocked answers a Stat of key from a fresh Stat result or a
@@ -199,19 +228,24 @@ func (m *Meta) cachedStatLocked(key string, now time.Time) (obj store.Object, fo
 		return store.Object{}, false, nil
 	}
 	d := m.freshDirLocked(parent(key), now)
-	if d == nil || d.l.Next != "" {
+	if d == nil || d.l.Next != "" || d.changed[key] {
 		return store.Object{}, false, nil
 	}
+	// A name a listing lacks is believed missing for NegativeTTL from when
+	// the listing was asked for.
+	absent := now.Before(d.taken.Add(m.negativeTTL))
 	if strings.HasSuffix(key, "/") {
 		// A marker object is folded into its directory's common prefix, so
 		// the listing only tells when there is neither marker nor content.
-		if !d.l.Subdir(key) {
+		if !d.l.Subdir(key) && absent {
 			return store.Object{}, true, notExist(key)
 		}
 		return store.Object{}, false, nil
 	}
 	listed, ok := d.l.Object(key)
 	switch {
+	case !ok && !absent:
+		return store.Object{}, false, nil
 	case !ok:
 		return store.Object{}, true, notExist(key)
 	case se != nil && sameVersion(se.obj, listed):
@@ -246,6 +280,7 @@ func (m *Meta) stat(ctx context.Context, key string) (store.Object, error) {
 		}
 		return obj, nil
 	case errors.Is(err, store.ErrNotExist):
+		m.missedLocked(key, m.now())
 		if keep {
 			m.putStatLocked(&statEntry{key: key, missing: true, expires: start.Add(m.negativeTTL)})
 		}
@@ -269,10 +304,12 @@ func (m *Meta) do(ctx context.Context, name string, fn func(context.Context) (an
 	}
 }
 
-// Invalidate forgets what is known of key and its directory's listing. The
-// fs layer calls it after every change it makes to key through the store:
-// Put, CompleteMultipart, Copy onto it, Delete, and a marker's Put. For a
-// marker key ("dir/"), the listing of that directory is forgotten too.
+// Invalidate forgets what is known of key, also in the listings of its
+// directory and of the directories above it, which go on answering for
+// their other names. The fs layer calls it after every change it makes to
+// key through the store: Put, CompleteMultipart, Copy onto it, Delete, and
+// a marker's Put. For a marker key ("dir/"), the listing of that directory
+// is forgotten too.
 func (m *Meta) Invalidate(key string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -284,7 +321,10 @@ func (m *Meta) invalidateLocked(key string) {
 	if e, ok := m.stats[key]; ok {
 		m.removeStatLocked(e)
 	}
-	m.removeDirLocked(parent(key))
+	// Every listing on the way up lists key or a directory it lies in.
+	for child := key; child != ""; child = parent(child) {
+		m.changedInDirLocked(parent(child), child)
+	}
 	if strings.HasSuffix(key, "/") {
 		m.removeDirLocked(key)
 	}
@@ -385,15 +425,6 @@ func (inv invalidation) coversKey(key string) bool {
 		return strings.HasPrefix(key, inv.key)
 	}
 	return inv.key == key
-}
-
-// coversDir reports whether inv makes a listing of prefix begun before it
-// stale.
-func (inv invalidation) coversDir(prefix string) bool {
-	if inv.dir {
-		return strings.HasPrefix(prefix, inv.key) || parent(inv.key) == prefix
-	}
-	return parent(inv.key) == prefix || inv.key == prefix
 }
 
 func (m *Meta) putStatLocked(se *statEntry) {

@@ -98,11 +98,12 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 
 // findDir reports whether anything exists under prefix, and the directory's
 // attributes, from its marker object when there is one. An empty prefix is
-// remembered for NegativeTTL (absentDirs).
+// remembered for NegativeTTL (absentDirs); a fresh listing of the parent
+// that lacks it answers without a request too.
 func (d *dirNode) findDir(ctx context.Context, prefix string) (attrs, bool, error) {
 	a := defaultDirAttrs(d.fsys)
 	fsys := d.fsys
-	if fsys.absent.isAbsent(prefix) {
+	if fsys.absent.isAbsent(prefix) || fsys.meta.DirAbsent(prefix) {
 		return a, false, nil
 	}
 	gen := fsys.absent.begin()

@@ -15,7 +15,11 @@
 // listing of "name/" with a page size of one tells whether a directory of that
 // name exists, and whether it has a marker whose metadata to read; a name
 // found missing costs nothing more for NegativeTTL (the HEAD's answer is in
-// the metadata cache, the listing's in absentDirs). When both
+// the metadata cache, the listing's in absentDirs). A burst of lookups of
+// new names in one directory, as cp -r, rsync or tar -x make before each
+// create, costs one listing of that directory per NegativeTTL instead of
+// a HEAD and a listing per name, when the directory fits in one page (see
+// cache/burst.go). When both
 // an object "name" and keys under "name/" exist, the file wins, in Lookup and
 // in Readdir alike. Keys that cannot be file names (an empty segment as in
 // "a//b", "." or "..", names longer than 255 bytes) are left out of listings.

@@ -208,6 +208,41 @@ func TestNegativeLookupCached(t *testing.T) {
 	}
 }
 
+// TestBurstOfCreatesFewRequests: creating many files in one directory, as
+// cp -r or tar -x do (each name is looked up before it is created), costs
+// a PUT per file and a few requests besides, not a HEAD and a LIST per
+// file (cache/burst.go).
+func TestBurstOfCreatesFewRequests(t *testing.T) {
+	m := newMount(t, nil, kernelCaching, func(o *Options) { o.StatTTL, o.NegativeTTL = time.Minute, time.Minute })
+	if err := os.Mkdir(m.path("d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m.st.ResetCalls()
+	const files = 100
+	for i := range files {
+		if err := os.WriteFile(m.path(fmt.Sprintf("d/f%03d", i)), []byte{byte(i)}, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first two names are looked up one by one (a HEAD and a
+	// directory probe each); the second makes a burst, and one listing of
+	// d/ answers the rest.
+	calls := callCounts(m.st)
+	if calls["Stat"] != 2 || calls["List"] != 3 || calls["Put"] != files {
+		t.Errorf("creating %d files: requests %v, want 2 Stats, 3 Lists and %d Puts", files, calls, files)
+	}
+	page, err := m.st.List(context.Background(), "d/", "/", "", 0)
+	if err != nil || len(page.Objects) != files+1 { // and the marker
+		t.Fatalf("S3 lists %d objects under d/ (%v), want %d", len(page.Objects), err, files+1)
+	}
+	// Each name is known at once, whatever the listing said.
+	for i := range files {
+		if fi, err := os.Stat(m.path(fmt.Sprintf("d/f%03d", i))); err != nil || fi.Size() != 1 {
+			t.Fatalf("stat f%03d: %v %v", i, fi, err)
+		}
+	}
+}
+
 // TestOwnChangesSeenAtOnce: whatever the mount remembers, in the kernel
 // (entries, attributes, missing names) or here (HEADs, listings, missing
 // names), its own changes show at once.
