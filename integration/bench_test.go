@@ -59,7 +59,8 @@ func BenchmarkWrite(b *testing.B) {
 	r.seqDirect = timed(b, func() error {
 		return uploadFile(context.Background(), st, "direct/seq.bin", src, benchPartSize, benchConcurrency)
 	})
-	r.seqMount = timed(b, func() error {
+	r.fresh = calibrateFreshMemory(b)
+	r.seqMount, r.seqUsage = timedUsage(b, m.pid(), func() error {
 		out, err := run(b, 10*time.Minute, "dd", "if="+src, "of="+m.path("mount-seq.bin"), "bs=1M", "status=none")
 		if err != nil {
 			return fmt.Errorf("dd: %v %s", err, out)
@@ -83,7 +84,7 @@ func BenchmarkWrite(b *testing.B) {
 	if err := os.Mkdir(m.path("small"), 0o755); err != nil {
 		b.Fatal(err)
 	}
-	r.smallMount = timed(b, func() error {
+	r.smallMount, r.smallUsage = timedUsage(b, m.pid(), func() error {
 		for i := range benchSmallFiles {
 			if err := os.WriteFile(m.path(fmt.Sprintf("small/%04d", i)), small, 0o644); err != nil {
 				return err
@@ -105,6 +106,8 @@ type benchReport struct {
 	seqMount, seqDirect     time.Duration
 	smallMount, smallDirect time.Duration
 	peakRSS                 int64
+	seqUsage, smallUsage    procUsage // partfs's, in the mount phases
+	fresh                   freshMemory
 }
 
 func (r benchReport) print(w io.Writer) {
@@ -112,13 +115,15 @@ func (r benchReport) print(w io.Writer) {
 	fmt.Fprintf(w, "machine:  %s\n", machine())
 	fmt.Fprintf(w, "settings: part size %d MiB, upload concurrency %d, write buffer %d MiB; MinIO on loopback, plain HTTP\n",
 		benchPartSize/miB, benchConcurrency, benchWriteBuffer/miB)
-	fmt.Fprintf(w, "MB/s are 10^6 bytes per second; ratio = mount / direct\n\n")
-	fmt.Fprintf(w, "%-34s %14s %14s %7s\n", "case", "mount", "direct", "ratio")
-	fmt.Fprintf(w, "%-34s %9.1f MB/s %9.1f MB/s %7.2f\n", "1 GiB file, dd bs=1M",
-		mbps(benchSeqSize, r.seqMount), mbps(benchSeqSize, r.seqDirect), r.seqDirect.Seconds()/r.seqMount.Seconds())
+	fmt.Fprintf(w, "%s\n", r.fresh)
+	fmt.Fprintf(w, "MB/s are 10^6 bytes per second; ratio = mount / direct\n")
+	fmt.Fprintf(w, "partfs CPU and minor faults: spent by the partfs process while the mount side of the case ran\n\n")
+	fmt.Fprintf(w, "%-34s %14s %14s %7s%s\n", "case", "mount", "direct", "ratio", usageHeader)
+	fmt.Fprintf(w, "%-34s %9.1f MB/s %9.1f MB/s %7.2f%s\n", "1 GiB file, dd bs=1M",
+		mbps(benchSeqSize, r.seqMount), mbps(benchSeqSize, r.seqDirect), r.seqDirect.Seconds()/r.seqMount.Seconds(), r.seqUsage.columns())
 	smallBytes := int64(benchSmallFiles) * benchSmallSize
-	fmt.Fprintf(w, "%-34s %9.1f MB/s %9.1f MB/s %7.2f\n", fmt.Sprintf("%d files of %d KiB, one by one", benchSmallFiles, benchSmallSize/kiB),
-		mbps(smallBytes, r.smallMount), mbps(smallBytes, r.smallDirect), r.smallDirect.Seconds()/r.smallMount.Seconds())
+	fmt.Fprintf(w, "%-34s %9.1f MB/s %9.1f MB/s %7.2f%s\n", fmt.Sprintf("%d files of %d KiB, one by one", benchSmallFiles, benchSmallSize/kiB),
+		mbps(smallBytes, r.smallMount), mbps(smallBytes, r.smallDirect), r.smallDirect.Seconds()/r.smallMount.Seconds(), r.smallUsage.columns())
 	fmt.Fprintf(w, "%-34s %9.0f /s    %9.0f /s\n", "  files per second",
 		float64(benchSmallFiles)/r.smallMount.Seconds(), float64(benchSmallFiles)/r.smallDirect.Seconds())
 	fmt.Fprintf(w, "partfs peak RSS (VmHWM) after the 1 GiB file: %.1f MiB\n\n", float64(r.peakRSS)/float64(miB))
