@@ -64,29 +64,34 @@ func BenchmarkRead(b *testing.B) {
 	}
 
 	r.seqDirect = timed(b, func() error { return getParallel(ctx, st, "seq.bin", readBenchSize) })
+	r.fresh = calibrateFreshMemory(b)
 	m := e.mount(mountConfig{plain: true, direct: true, extraArgs: []string{"--cache-size", sizeArg(readBenchCacheSize)}})
-	r.ttfbMount = median(b, readBenchTTFBFiles, func(i int) error {
-		return firstByte(m.path(fmt.Sprintf("ttfb/%05d", i)))
+	r.ttfbUsage = usageDuring(b, m.pid(), func() {
+		r.ttfbMount = median(b, readBenchTTFBFiles, func(i int) error {
+			return firstByte(m.path(fmt.Sprintf("ttfb/%05d", i)))
+		})
 	})
 	r.ttfbDirect = median(b, readBenchTTFBFiles, func(i int) error {
 		return firstByteDirect(ctx, st, fmt.Sprintf("ttfb-direct/%05d", i))
 	})
-	r.seqCold = timed(b, func() error { return readAll(m.path("seq.bin")) })
+	r.seqCold, r.coldUsage = timedUsage(b, m.pid(), func() error { return readAll(m.path("seq.bin")) })
 	dropPages(b, m.path("seq.bin"))
-	r.seqWarm = timed(b, func() error { return readAll(m.path("seq.bin")) })
+	r.seqWarm, r.warmUsage = timedUsage(b, m.pid(), func() error { return readAll(m.path("seq.bin")) })
 	r.peakRSS = m.vmHWM()
 
 	offsets := randomOffsets(43, readBenchRandomSize, readBenchRandomReads)
-	r.randMount1 = timed(b, func() error { return randomReads(m.path("random.bin"), offsets[:readBenchRandomReads/4], 1) })
+	r.randMount1, r.rand1Usage = timedUsage(b, m.pid(), func() error {
+		return randomReads(m.path("random.bin"), offsets[:readBenchRandomReads/4], 1)
+	})
 	r.randDirect1 = timed(b, func() error { return randomGets(ctx, st, "random.bin", offsets[:readBenchRandomReads/4], 1) })
-	r.randMountQD = timed(b, func() error {
+	r.randMountQD, r.randQDUsage = timedUsage(b, m.pid(), func() error {
 		return randomReads(m.path("random.bin"), offsets[readBenchRandomReads/4:], readBenchRandomQD)
 	})
 	r.randDirectQD = timed(b, func() error {
 		return randomGets(ctx, st, "random.bin", offsets[readBenchRandomReads/4:], readBenchRandomQD)
 	})
 
-	r.lsMount = timed(b, func() error {
+	r.lsMount, r.lsUsage = timedUsage(b, m.pid(), func() error {
 		out, err := run(b, 5*time.Minute, "sh", "-c", "ls -l "+m.path("many")+" | wc -l")
 		if err != nil {
 			return fmt.Errorf("ls -l: %v %s", err, out)
@@ -116,6 +121,9 @@ type readReport struct {
 	lsMount, lsDirect           time.Duration
 	ttfbMount, ttfbDirect       time.Duration
 	peakRSS, peakRSSEnd         int64
+	// partfs's usage in the mount side of each case
+	coldUsage, warmUsage, rand1Usage, randQDUsage, lsUsage, ttfbUsage procUsage
+	fresh                                                             freshMemory
 }
 
 func (r readReport) print(w io.Writer) {
@@ -125,23 +133,25 @@ func (r readReport) print(w io.Writer) {
 	fmt.Fprintf(w, "machine:  %s\n", machine())
 	fmt.Fprintf(w, "settings: --cache-size %d MiB, default read-ahead; direct = store/s3 with %d ranged GETs of %d MiB in flight; reads of %d MiB; MinIO on loopback, plain HTTP\n",
 		readBenchCacheSize/miB, readBenchParallel, readBenchChunk/miB, readBenchBuffer/miB)
-	fmt.Fprintf(w, "MB/s are 10^6 bytes per second; ratio = mount / direct (higher is better for the mount)\n\n")
-	fmt.Fprintf(w, "%-40s %14s %14s %7s\n", "case", "mount", "direct", "ratio")
-	seq := func(name string, d time.Duration) {
-		fmt.Fprintf(w, "%-40s %9.1f MB/s %9.1f MB/s %7.2f\n", name,
-			mbps(readBenchSize, d), mbps(readBenchSize, r.seqDirect), r.seqDirect.Seconds()/d.Seconds())
+	fmt.Fprintf(w, "%s\n", r.fresh)
+	fmt.Fprintf(w, "MB/s are 10^6 bytes per second; ratio = mount / direct (higher is better for the mount)\n")
+	fmt.Fprintf(w, "partfs CPU and minor faults: spent by the partfs process in the mount side of the case (time to first byte: all %d files)\n\n", readBenchTTFBFiles)
+	fmt.Fprintf(w, "%-40s %14s %14s %7s%s\n", "case", "mount", "direct", "ratio", usageHeader)
+	seq := func(name string, d time.Duration, u procUsage) {
+		fmt.Fprintf(w, "%-40s %9.1f MB/s %9.1f MB/s %7.2f%s\n", name,
+			mbps(readBenchSize, d), mbps(readBenchSize, r.seqDirect), r.seqDirect.Seconds()/d.Seconds(), u.columns())
 	}
-	seq("1 GiB sequential, cold (fresh mount)", r.seqCold)
-	seq("1 GiB sequential, warm (pages dropped)", r.seqWarm)
+	seq("1 GiB sequential, cold (fresh mount)", r.seqCold, r.coldUsage)
+	seq("1 GiB sequential, warm (pages dropped)", r.seqWarm, r.warmUsage)
 	fmt.Fprintf(w, "%-40s %14s %14s %7.2f\n", "  warm / cold", "", "", r.seqCold.Seconds()/r.seqWarm.Seconds())
-	fmt.Fprintf(w, "%-40s %10.0f IOPS %9.0f IOPS %7.2f\n", fmt.Sprintf("4 KiB random reads, 1 at a time (%d)", qd1),
-		iops(qd1, r.randMount1), iops(qd1, r.randDirect1), r.randDirect1.Seconds()/r.randMount1.Seconds())
-	fmt.Fprintf(w, "%-40s %10.0f IOPS %9.0f IOPS %7.2f\n", fmt.Sprintf("4 KiB random reads, %d at a time (%d)", readBenchRandomQD, qdN),
-		iops(qdN, r.randMountQD), iops(qdN, r.randDirectQD), r.randDirectQD.Seconds()/r.randMountQD.Seconds())
-	fmt.Fprintf(w, "%-40s %12.3f s %12.3f s %7.2f\n", fmt.Sprintf("ls -l of %d objects (direct: list+HEADs)", readBenchFiles),
-		r.lsMount.Seconds(), r.lsDirect.Seconds(), r.lsDirect.Seconds()/r.lsMount.Seconds())
-	fmt.Fprintf(w, "%-40s %11.2f ms %11.2f ms %7.2f\n", "time to first byte, median (direct: HEAD+GET)",
-		float64(r.ttfbMount)/1e6, float64(r.ttfbDirect)/1e6, r.ttfbDirect.Seconds()/r.ttfbMount.Seconds())
+	fmt.Fprintf(w, "%-40s %10.0f IOPS %9.0f IOPS %7.2f%s\n", fmt.Sprintf("4 KiB random reads, 1 at a time (%d)", qd1),
+		iops(qd1, r.randMount1), iops(qd1, r.randDirect1), r.randDirect1.Seconds()/r.randMount1.Seconds(), r.rand1Usage.columns())
+	fmt.Fprintf(w, "%-40s %10.0f IOPS %9.0f IOPS %7.2f%s\n", fmt.Sprintf("4 KiB random reads, %d at a time (%d)", readBenchRandomQD, qdN),
+		iops(qdN, r.randMountQD), iops(qdN, r.randDirectQD), r.randDirectQD.Seconds()/r.randMountQD.Seconds(), r.randQDUsage.columns())
+	fmt.Fprintf(w, "%-40s %12.3f s %12.3f s %7.2f%s\n", fmt.Sprintf("ls -l of %d objects (direct: list+HEADs)", readBenchFiles),
+		r.lsMount.Seconds(), r.lsDirect.Seconds(), r.lsDirect.Seconds()/r.lsMount.Seconds(), r.lsUsage.columns())
+	fmt.Fprintf(w, "%-40s %11.2f ms %11.2f ms %7.2f%s\n", "time to first byte, median (direct: HEAD+GET)",
+		float64(r.ttfbMount)/1e6, float64(r.ttfbDirect)/1e6, r.ttfbDirect.Seconds()/r.ttfbMount.Seconds(), r.ttfbUsage.columns())
 	fmt.Fprintf(w, "partfs peak RSS (VmHWM): %.1f MiB after the 1 GiB reads, %.1f MiB at the end\n\n",
 		float64(r.peakRSS)/float64(miB), float64(r.peakRSSEnd)/float64(miB))
 }
