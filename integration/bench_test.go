@@ -56,21 +56,41 @@ func BenchmarkWrite(b *testing.B) {
 	small := randomBytes(12, benchSmallSize)
 
 	var r benchReport
-	r.seqDirect = timed(b, func() error {
-		return uploadFile(context.Background(), st, "direct/seq.bin", src, benchPartSize, benchConcurrency)
-	})
 	r.fresh = calibrateFreshMemory(b)
-	r.seqMount, r.seqUsage = timedUsage(b, m.pid(), func() error {
-		out, err := run(b, 10*time.Minute, "dd", "if="+src, "of="+m.path("mount-seq.bin"), "bs=1M", "status=none")
-		if err != nil {
-			return fmt.Errorf("dd: %v %s", err, out)
+	for i := range benchRounds {
+		direct := func() sideRun {
+			return runSide(b, func() error {
+				return uploadFile(context.Background(), st, fmt.Sprintf("direct/seq-%d.bin", i), src, benchPartSize, benchConcurrency)
+			})
 		}
-		return nil
-	})
-	r.peakRSS = m.vmHWM()
-	if _, size := e.head("mount-seq.bin"); size != benchSeqSize {
-		b.Fatalf("mount-seq.bin is %d bytes, want %d", size, benchSeqSize)
+		name := fmt.Sprintf("mount-seq-%d.bin", i)
+		mount := func() (side sideRun, u procUsage) {
+			u = usageDuring(b, m.pid(), func() {
+				side = runSide(b, func() error {
+					out, err := run(b, 10*time.Minute, "dd", "if="+src, "of="+m.path(name), "bs=1M", "status=none")
+					if err != nil {
+						return fmt.Errorf("dd: %v %s", err, out)
+					}
+					return nil
+				})
+			})
+			return side, u
+		}
+		var md, dd sideRun
+		var u procUsage
+		if mountFirst(i) {
+			md, u = mount()
+			dd = direct()
+		} else {
+			dd = direct()
+			md, u = mount()
+		}
+		r.seq.add(md, dd, u)
+		if _, size := e.head(name); size != benchSeqSize {
+			b.Fatalf("%s is %d bytes, want %d", name, size, benchSeqSize)
+		}
 	}
+	r.peakRSS = m.vmHWM()
 
 	r.smallDirect = timed(b, func() error {
 		for i := range benchSmallFiles {
@@ -95,18 +115,19 @@ func BenchmarkWrite(b *testing.B) {
 	m.stop()
 
 	r.print(os.Stdout)
-	b.ReportMetric(mbps(benchSeqSize, r.seqMount), "mount-MB/s")
-	b.ReportMetric(mbps(benchSeqSize, r.seqDirect), "direct-MB/s")
-	b.ReportMetric(r.seqDirect.Seconds()/r.seqMount.Seconds(), "seq-ratio")
+	mid := r.seq.medianRound()
+	b.ReportMetric(mbps(benchSeqSize, r.seq.mount[mid]), "mount-MB/s")
+	b.ReportMetric(mbps(benchSeqSize, r.seq.direct[mid]), "direct-MB/s")
+	b.ReportMetric(r.seq.ratio(), "seq-ratio")
 	b.ReportMetric(float64(r.peakRSS)/float64(miB), "peak-RSS-MiB")
 }
 
 // benchReport holds the figures of one benchmark run.
 type benchReport struct {
-	seqMount, seqDirect     time.Duration
+	seq                     paired // the 1 GiB file, benchRounds rounds
 	smallMount, smallDirect time.Duration
 	peakRSS                 int64
-	seqUsage, smallUsage    procUsage // partfs's, in the mount phases
+	smallUsage              procUsage // partfs's, in the mount side
 	fresh                   freshMemory
 }
 
@@ -118,13 +139,16 @@ func (r benchReport) print(w io.Writer) {
 	fmt.Fprintf(w, "%s\n", r.fresh)
 	fmt.Fprintf(w, "MB/s are 10^6 bytes per second; ratio = mount / direct\n")
 	fmt.Fprintf(w, "partfs CPU and minor faults: spent by the partfs process while the mount side of the case ran\n\n")
-	fmt.Fprintf(w, "%-34s %14s %14s %7s%s\n", "case", "mount", "direct", "ratio", usageHeader)
-	fmt.Fprintf(w, "%-34s %9.1f MB/s %9.1f MB/s %7.2f%s\n", "1 GiB file, dd bs=1M",
-		mbps(benchSeqSize, r.seqMount), mbps(benchSeqSize, r.seqDirect), r.seqDirect.Seconds()/r.seqMount.Seconds(), r.seqUsage.columns())
+	fmt.Fprintf(w, "%-38s %14s %14s %7s%s\n", "case", "mount", "direct", "ratio", usageHeader)
+	mid := r.seq.medianRound()
+	fmt.Fprintf(w, "%-38s %9.1f MB/s %9.1f MB/s %7.2f%s\n", fmt.Sprintf("1 GiB file, dd bs=1M (median of %d)", benchRounds),
+		mbps(benchSeqSize, r.seq.mount[mid]), mbps(benchSeqSize, r.seq.direct[mid]), r.seq.ratio(), r.seq.usage[mid].columns())
+	fmt.Fprintf(w, "  ratio of each round, in order: %s\n", r.seq.rounds())
+	fmt.Fprintf(w, "%s\n", r.seq.busyLine(benchSeqSize))
 	smallBytes := int64(benchSmallFiles) * benchSmallSize
-	fmt.Fprintf(w, "%-34s %9.1f MB/s %9.1f MB/s %7.2f%s\n", fmt.Sprintf("%d files of %d KiB, one by one", benchSmallFiles, benchSmallSize/kiB),
+	fmt.Fprintf(w, "%-38s %9.1f MB/s %9.1f MB/s %7.2f%s\n", fmt.Sprintf("%d files of %d KiB, one by one", benchSmallFiles, benchSmallSize/kiB),
 		mbps(smallBytes, r.smallMount), mbps(smallBytes, r.smallDirect), r.smallDirect.Seconds()/r.smallMount.Seconds(), r.smallUsage.columns())
-	fmt.Fprintf(w, "%-34s %9.0f /s    %9.0f /s\n", "  files per second",
+	fmt.Fprintf(w, "%-38s %9.0f /s    %9.0f /s\n", "  files per second",
 		float64(benchSmallFiles)/r.smallMount.Seconds(), float64(benchSmallFiles)/r.smallDirect.Seconds())
 	fmt.Fprintf(w, "partfs peak RSS (VmHWM) after the 1 GiB file: %.1f MiB\n\n", float64(r.peakRSS)/float64(miB))
 }

@@ -63,18 +63,40 @@ func BenchmarkRead(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	r.seqDirect = timed(b, func() error { return getParallel(ctx, st, "seq.bin", readBenchSize) })
 	r.fresh = calibrateFreshMemory(b)
-	m := e.mount(mountConfig{plain: true, direct: true, extraArgs: []string{"--cache-size", sizeArg(readBenchCacheSize)}})
-	r.ttfbUsage = usageDuring(b, m.pid(), func() {
-		r.ttfbMount = median(b, readBenchTTFBFiles, func(i int) error {
-			return firstByte(m.path(fmt.Sprintf("ttfb/%05d", i)))
+	var m *mount
+	for i := range benchRounds {
+		direct := func() sideRun {
+			return runSide(b, func() error { return getParallel(ctx, st, "seq.bin", readBenchSize) })
+		}
+		var dd sideRun
+		if !mountFirst(i) {
+			dd = direct()
+		}
+		if m != nil {
+			m.stop()
+		}
+		m = e.mount(mountConfig{plain: true, direct: true, extraArgs: []string{"--cache-size", sizeArg(readBenchCacheSize)}})
+		if i == 0 {
+			r.ttfbUsage = usageDuring(b, m.pid(), func() {
+				r.ttfbMount = median(b, readBenchTTFBFiles, func(i int) error {
+					return firstByte(m.path(fmt.Sprintf("ttfb/%05d", i)))
+				})
+			})
+			r.ttfbDirect = median(b, readBenchTTFBFiles, func(i int) error {
+				return firstByteDirect(ctx, st, fmt.Sprintf("ttfb-direct/%05d", i))
+			})
+		}
+		var md sideRun
+		u := usageDuring(b, m.pid(), func() {
+			md = runSide(b, func() error { return readAll(m.path("seq.bin")) })
 		})
-	})
-	r.ttfbDirect = median(b, readBenchTTFBFiles, func(i int) error {
-		return firstByteDirect(ctx, st, fmt.Sprintf("ttfb-direct/%05d", i))
-	})
-	r.seqCold, r.coldUsage = timedUsage(b, m.pid(), func() error { return readAll(m.path("seq.bin")) })
+		if mountFirst(i) {
+			dd = direct()
+		}
+		r.cold.add(md, dd, u)
+	}
+	// The last round's mount goes on with the file in its cache.
 	dropPages(b, m.path("seq.bin"))
 	r.seqWarm, r.warmUsage = timedUsage(b, m.pid(), func() error { return readAll(m.path("seq.bin")) })
 	r.peakRSS = m.vmHWM()
@@ -106,24 +128,26 @@ func BenchmarkRead(b *testing.B) {
 	m.stop()
 
 	r.print(os.Stdout)
-	b.ReportMetric(mbps(readBenchSize, r.seqCold), "cold-MB/s")
+	mid := r.cold.medianRound()
+	b.ReportMetric(mbps(readBenchSize, r.cold.mount[mid]), "cold-MB/s")
 	b.ReportMetric(mbps(readBenchSize, r.seqWarm), "warm-MB/s")
-	b.ReportMetric(mbps(readBenchSize, r.seqDirect), "direct-MB/s")
-	b.ReportMetric(r.seqDirect.Seconds()/r.seqCold.Seconds(), "cold-ratio")
+	b.ReportMetric(mbps(readBenchSize, r.cold.direct[mid]), "direct-MB/s")
+	b.ReportMetric(r.cold.ratio(), "cold-ratio")
 	b.ReportMetric(float64(r.peakRSS)/float64(miB), "peak-RSS-MiB")
 }
 
 // readReport holds the figures of one read benchmark run.
 type readReport struct {
-	seqDirect, seqCold, seqWarm time.Duration
-	randMount1, randDirect1     time.Duration
-	randMountQD, randDirectQD   time.Duration
-	lsMount, lsDirect           time.Duration
-	ttfbMount, ttfbDirect       time.Duration
-	peakRSS, peakRSSEnd         int64
+	cold                      paired // the 1 GiB file on a fresh mount, benchRounds rounds
+	seqWarm                   time.Duration
+	randMount1, randDirect1   time.Duration
+	randMountQD, randDirectQD time.Duration
+	lsMount, lsDirect         time.Duration
+	ttfbMount, ttfbDirect     time.Duration
+	peakRSS, peakRSSEnd       int64
 	// partfs's usage in the mount side of each case
-	coldUsage, warmUsage, rand1Usage, randQDUsage, lsUsage, ttfbUsage procUsage
-	fresh                                                             freshMemory
+	warmUsage, rand1Usage, randQDUsage, lsUsage, ttfbUsage procUsage
+	fresh                                                  freshMemory
 }
 
 func (r readReport) print(w io.Writer) {
@@ -137,13 +161,15 @@ func (r readReport) print(w io.Writer) {
 	fmt.Fprintf(w, "MB/s are 10^6 bytes per second; ratio = mount / direct (higher is better for the mount)\n")
 	fmt.Fprintf(w, "partfs CPU and minor faults: spent by the partfs process in the mount side of the case (time to first byte: all %d files)\n\n", readBenchTTFBFiles)
 	fmt.Fprintf(w, "%-40s %14s %14s %7s%s\n", "case", "mount", "direct", "ratio", usageHeader)
-	seq := func(name string, d time.Duration, u procUsage) {
-		fmt.Fprintf(w, "%-40s %9.1f MB/s %9.1f MB/s %7.2f%s\n", name,
-			mbps(readBenchSize, d), mbps(readBenchSize, r.seqDirect), r.seqDirect.Seconds()/d.Seconds(), u.columns())
-	}
-	seq("1 GiB sequential, cold (fresh mount)", r.seqCold, r.coldUsage)
-	seq("1 GiB sequential, warm (pages dropped)", r.seqWarm, r.warmUsage)
-	fmt.Fprintf(w, "%-40s %14s %14s %7.2f\n", "  warm / cold", "", "", r.seqCold.Seconds()/r.seqWarm.Seconds())
+	mid := r.cold.medianRound()
+	direct := r.cold.direct[mid]
+	fmt.Fprintf(w, "%-40s %9.1f MB/s %9.1f MB/s %7.2f%s\n", fmt.Sprintf("1 GiB sequential, cold (median of %d)", benchRounds),
+		mbps(readBenchSize, r.cold.mount[mid]), mbps(readBenchSize, direct), r.cold.ratio(), r.cold.usage[mid].columns())
+	fmt.Fprintf(w, "  ratio of each round (a fresh mount each), in order: %s\n", r.cold.rounds())
+	fmt.Fprintf(w, "%s\n", r.cold.busyLine(readBenchSize))
+	fmt.Fprintf(w, "%-40s %9.1f MB/s %9.1f MB/s %7.2f%s\n", "1 GiB sequential, warm (pages dropped)",
+		mbps(readBenchSize, r.seqWarm), mbps(readBenchSize, direct), direct.Seconds()/r.seqWarm.Seconds(), r.warmUsage.columns())
+	fmt.Fprintf(w, "%-40s %14s %14s %7.2f\n", "  warm / cold", "", "", r.cold.mount[mid].Seconds()/r.seqWarm.Seconds())
 	fmt.Fprintf(w, "%-40s %10.0f IOPS %9.0f IOPS %7.2f%s\n", fmt.Sprintf("4 KiB random reads, 1 at a time (%d)", qd1),
 		iops(qd1, r.randMount1), iops(qd1, r.randDirect1), r.randDirect1.Seconds()/r.randMount1.Seconds(), r.rand1Usage.columns())
 	fmt.Fprintf(w, "%-40s %10.0f IOPS %9.0f IOPS %7.2f%s\n", fmt.Sprintf("4 KiB random reads, %d at a time (%d)", readBenchRandomQD, qdN),
