@@ -52,11 +52,16 @@ func (b *budget) get(ctx context.Context, n int64) ([]byte, error) {
 	}
 	var idleSince time.Time
 	for {
+		// The channel is taken before trying, so that a put between a
+		// failed try and the wait below still ends the wait.
+		b.mu.Lock()
+		changed := b.changed
+		b.mu.Unlock()
 		if buf, ok := b.tryGet(n); ok {
 			return buf, nil
 		}
 		b.mu.Lock()
-		changed, inflight := b.changed, b.inflight
+		inflight := b.inflight
 		b.waiting++
 		b.mu.Unlock()
 
