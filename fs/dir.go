@@ -50,6 +50,9 @@ func validName(name string) bool {
 }
 
 func (d *dirNode) childKey(name string) (string, syscall.Errno) {
+	if d.reserved(name) {
+		return "", reservedErrno
+	}
 	prefix := d.prefixNow()
 	if len(name) > maxNameLen || len(prefix)+len(name)+1 > maxKeyLen {
 		return "", syscall.ENAMETOOLONG
@@ -64,6 +67,9 @@ var _ = (fusefs.NodeLookuper)((*dirNode)(nil))
 // Lookup finds name as an object first and as a directory second, so that a
 // file shadows keys under "name/".
 func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	if d.reserved(name) {
+		return nil, syscall.ENOENT
+	}
 	key, errno := d.childKey(name)
 	if errno != 0 {
 		return nil, errno

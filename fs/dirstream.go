@@ -170,7 +170,7 @@ func (h *dirHandle) addListedLocked(prefix string, objs []store.Object, prefixes
 }
 
 func (h *dirHandle) addLocked(name string, mode uint32, info entryInfo) {
-	if _, dup := h.seen[name]; dup || (!validName(name) && name != "." && name != "..") || strings.ContainsAny(name, "/\x00") {
+	if _, dup := h.seen[name]; dup || (!validName(name) && name != "." && name != "..") || strings.ContainsAny(name, "/\x00") || h.d.reserved(name) {
 		return
 	}
 	h.seen[name] = len(h.entries)
