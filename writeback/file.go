@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -15,16 +16,18 @@ import (
 // File is one file's dirty state. Its methods are safe for concurrent use.
 //
 // A dirty file is cut into the parts of the Writer's Plan: part n always
-// holds bytes [Start(n), Start(n+1)). Each part is in one of three states:
+// holds bytes [Start(n), Start(n+1)). Each part is in one of four states:
 //   - open: its bytes are in a slot buffer being edited;
+//   - staged (a part too large to buffer whole): its first bytes went out as
+//     pieces of a temporary upload, the piece after them is being edited;
 //   - sent: its bytes went out as UploadPart (or UploadPartCopy) and are no
 //     longer in memory;
 //   - untouched: its bytes are the base object's below baseLimit, zeros above.
 //
-// Sync sends the open parts, copies the untouched ones server-side and
-// completes the upload. A change to a part already sent needs bytes that
-// are gone, so the file is made durable first (a checkpoint, as fsync would)
-// and edited further from there.
+// Sync sends the open parts, finishes the staged ones, copies the untouched
+// ones server-side and completes the upload. A change to bytes already sent
+// needs bytes that are gone, so the file is made durable first (a
+// checkpoint, as fsync would) and edited further from there.
 type File struct {
 	w   *Writer
 	key string
@@ -41,8 +44,10 @@ type File struct {
 	dirty     bool             // guarded by opMu
 	up        *upload          // nil until the first part goes out; guarded by opMu
 	open      map[int]*slot    // guarded by opMu
+	staged    map[int]*stage   // guarded by opMu
 	sent      map[int]int64    // part number -> bytes sent; guarded by opMu
 	tick      uint64           // guarded by opMu
+	busy      []int            // parts being filled while memory is made; guarded by opMu
 	err       error            // a failure already reported; sticky until truncated to 0; guarded by opMu
 }
 
@@ -92,9 +97,11 @@ func (f *File) usableLocked() error {
 		return f.err
 	}
 	if f.up != nil {
-		return f.up.failure()
+		if err := f.up.failure(); err != nil {
+			return err
+		}
 	}
-	return nil
+	return f.stageFailureLocked()
 }
 
 // editLocked starts a dirty state on top of the base.
@@ -105,6 +112,7 @@ func (f *File) editLocked() {
 	f.dirty = true
 	f.baseLimit = f.size
 	f.open = map[int]*slot{}
+	f.staged = map[int]*stage{}
 	f.sent = map[int]int64{}
 }
 
@@ -121,7 +129,7 @@ func (f *File) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
 	}
 	plan := &f.w.plan
 	if end := off + int64(len(p)); end > plan.MaxSize() {
-		return 0, fmt.Errorf("%q would reach %d bytes, more than the %d that %d parts hold with this write buffer: %w",
+		return 0, fmt.Errorf("%q would reach %d bytes, more than the %d that %d parts hold: %w",
 			f.key, end, plan.MaxSize(), plan.MaxParts, store.ErrTooLarge)
 	}
 	f.editLocked()
@@ -132,8 +140,20 @@ func (f *File) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
 	for n < len(p) {
 		pos := off + int64(n)
 		k := plan.Part(pos)
-		if _, ok := f.sent[k]; ok {
+		_, sent := f.sent[k]
+		if st := f.staged[k]; st != nil && pos-plan.Start(k) < st.sent {
+			sent = true
+		}
+		if sent {
 			if err := f.checkpointLocked(ctx); err != nil {
+				return n, err
+			}
+			continue
+		}
+		if f.w.staged(k) {
+			m, err := f.writeStagedLocked(ctx, k, p[n:], pos)
+			n += m
+			if err != nil {
 				return n, err
 			}
 			continue
@@ -179,48 +199,76 @@ func (f *File) checkpointLocked(ctx context.Context) error {
 	return nil
 }
 
-// slotLocked returns the open slot of part k, opening it if needed. Opening
-// first sends this file's parts that are complete (a sequential writer has
-// moved past them) and, when the file holds too many slots or memory is
-// short, its least recently written one.
+// slotLocked returns the open slot of part k, opening it if needed.
 func (f *File) slotLocked(ctx context.Context, k int) (*slot, error) {
 	if s := f.open[k]; s != nil {
 		return s, nil
 	}
-	for j, s := range f.open {
-		if int64(len(s.buf)) == f.w.plan.Size(j) && s.valid.covers(0, int64(len(s.buf))) {
-			if err := f.sealLocked(ctx, j); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if len(f.open) >= f.w.openSlots {
-		if j := f.evictableLocked(k); j != 0 {
-			if err := f.sealLocked(ctx, j); err != nil {
-				return nil, err
-			}
-		}
+	if err := f.makeRoomLocked(ctx, k); err != nil {
+		return nil, err
 	}
 	s := &slot{}
 	f.open[k] = s
 	return s, nil
 }
 
-// evictableLocked picks the least recently written open part other than
-// except that can be sent now: one the file covers to its full size. The
-// last part of the file is never sent early, as it may still grow and a part
-// sent short cannot be followed by others.
-func (f *File) evictableLocked(except int) int {
-	best := 0
+// makeRoomLocked prepares to open part k (a slot or a stage): it first sends
+// this file's parts that are complete (a sequential writer has moved past
+// them) and, when the file holds too many open parts, its least recently
+// written one.
+func (f *File) makeRoomLocked(ctx context.Context, k int) error {
 	for j, s := range f.open {
-		if j == except || f.w.plan.Start(j+1) > f.size {
-			continue
-		}
-		if best == 0 || s.used < f.open[best].used {
-			best = j
+		if int64(len(s.buf)) == f.w.plan.Size(j) && s.valid.covers(0, int64(len(s.buf))) {
+			if err := f.sealLocked(ctx, j); err != nil {
+				return err
+			}
 		}
 	}
+	for j, s := range f.staged {
+		if f.stageFullLocked(j, s) {
+			if err := f.finishLocked(ctx, j); err != nil {
+				return err
+			}
+		}
+	}
+	if len(f.open)+len(f.staged) >= f.w.openSlots {
+		if j := f.evictableLocked(k); j != 0 {
+			return f.evictLocked(ctx, j)
+		}
+	}
+	return nil
+}
+
+// evictableLocked picks the least recently written open or staged part
+// other than except, and other than those being filled, that can be sent
+// now: one the file covers to its full size. The last part of the file is
+// never sent early, as it may still grow and a part sent short cannot be
+// followed by others.
+func (f *File) evictableLocked(except int) int {
+	best, bestUsed := 0, uint64(0)
+	consider := func(j int, used uint64) {
+		if j == except || slices.Contains(f.busy, j) || f.w.plan.Start(j+1) > f.size {
+			return
+		}
+		if best == 0 || used < bestUsed {
+			best, bestUsed = j, used
+		}
+	}
+	for j, s := range f.open {
+		consider(j, s.used)
+	}
+	for j, s := range f.staged {
+		consider(j, s.used)
+	}
 	return best
+}
+
+// evictLocked sends open or staged part j.
+func (f *File) evictLocked(ctx context.Context, j int) error {
+	if f.open[j] != nil {
+		return f.sealLocked(ctx, j)
+	}
+	return f.finishLocked(ctx, j)
 }
 
 // extendLocked makes slot s of part k at least n bytes long; new bytes
@@ -269,8 +317,12 @@ func (f *File) bufferLocked(ctx context.Context, size int64, k int) ([]byte, err
 	if b, ok := f.w.tryBuffer(size); ok {
 		return b, nil
 	}
+	// Sending part j may itself need memory, and must then not send part
+	// k, which is half filled here.
+	f.busy = append(f.busy, k)
+	defer func() { f.busy = f.busy[:len(f.busy)-1] }()
 	if j := f.evictableLocked(k); j != 0 {
-		if err := f.sealLocked(ctx, j); err != nil {
+		if err := f.evictLocked(ctx, j); err != nil {
 			return nil, err
 		}
 	}
@@ -369,7 +421,11 @@ func (f *File) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	plan := &f.w.plan
 	if f.dirty {
 		for k := plan.Part(off); k <= plan.Part(off+want-1); k++ {
-			if _, ok := f.sent[k]; ok {
+			_, ok := f.sent[k]
+			if s := f.staged[k]; s != nil && off < plan.Start(k)+s.sent {
+				ok = true
+			}
+			if ok {
 				if _, err := f.syncLocked(ctx); err != nil {
 					return 0, err
 				}
@@ -395,13 +451,17 @@ func (f *File) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	return short(want, len(p))
 }
 
-// readPartLocked fills q with the file's bytes at pos, all within part k.
+// readPartLocked fills q with the file's bytes at pos, all within part k
+// and, if k is staged, past its bytes already sent.
 func (f *File) readPartLocked(ctx context.Context, q []byte, pos int64, k int) error {
+	start := f.w.plan.Start(k)
+	if st := f.staged[k]; st != nil {
+		return f.readBufferLocked(ctx, q, pos, start+st.sent, &st.piece)
+	}
 	s := f.open[k]
 	if s == nil {
 		return f.readPlainLocked(ctx, q, pos)
 	}
-	start := f.w.plan.Start(k)
 	lo, hi := pos-start, pos-start+int64(len(q))
 	if start+lo < f.baseLimit && !s.valid.covers(lo, min(hi, f.baseLimit-start)) {
 		// Read-modify-write (a database's pages): fetch the rest of the
@@ -410,10 +470,17 @@ func (f *File) readPartLocked(ctx context.Context, q []byte, pos int64, k int) e
 			return err
 		}
 	}
+	return f.readBufferLocked(ctx, q, pos, start, s)
+}
+
+// readBufferLocked fills q with the file's bytes at pos >= at, where s holds
+// the file's bytes from at on in its valid ranges; the rest is read plain.
+func (f *File) readBufferLocked(ctx context.Context, q []byte, pos, at int64, s *slot) error {
+	lo, hi := pos-at, pos-at+int64(len(q))
 	var err error
 	s.valid.gaps(lo, hi, func(a, b int64) {
 		if err == nil {
-			err = f.readPlainLocked(ctx, q[a-lo:b-lo], start+a)
+			err = f.readPlainLocked(ctx, q[a-lo:b-lo], at+a)
 		}
 	})
 	for _, r := range s.valid {
@@ -474,6 +541,22 @@ func (f *File) shrinkLocked(ctx context.Context, size int64) error {
 				return err
 			}
 			return f.shrinkLocked(ctx, size)
+		}
+	}
+	for k, s := range f.staged {
+		start := plan.Start(k)
+		switch {
+		case start >= size:
+			f.dropStageLocked(k)
+		case start+s.sent > size:
+			// Into pieces already sent.
+			if err := f.checkpointLocked(ctx); err != nil {
+				return err
+			}
+			return f.shrinkLocked(ctx, size)
+		case start+s.sent+int64(len(s.piece.buf)) > size:
+			s.piece.buf = s.piece.buf[:size-start-s.sent]
+			s.piece.valid = s.piece.valid.cut(size - start - s.sent)
 		}
 	}
 	for k, s := range f.open {
@@ -562,9 +645,26 @@ func (f *File) storeLocked(ctx context.Context) (store.Object, error) {
 			}
 			continue
 		}
+		if f.staged[k] != nil {
+			if err := f.finishLocked(ctx, k); err != nil {
+				return store.Object{}, err
+			}
+			continue
+		}
 		if f.open[k] == nil && start+length <= f.baseLimit {
 			f.up.copyPart(k, *f.base, start, length)
 			f.sent[k] = length
+			continue
+		}
+		if f.w.staged(k) {
+			// Bytes past the base: a part too large to buffer whole goes
+			// out in pieces like one written.
+			if _, err := f.stageLocked(ctx, k); err != nil {
+				return store.Object{}, err
+			}
+			if err := f.finishLocked(ctx, k); err != nil {
+				return store.Object{}, err
+			}
 			continue
 		}
 		if f.open[k] == nil {
@@ -599,16 +699,19 @@ func (f *File) putLocked(ctx context.Context) (store.Object, error) {
 	return obj, nil
 }
 
-// dropLocked discards the changes: the upload is aborted and the buffers freed.
+// dropLocked discards the changes: the uploads are aborted and the buffers freed.
 func (f *File) dropLocked() {
 	if f.up != nil {
 		f.up.abort()
 		f.up = nil
 	}
+	for k := range f.staged {
+		f.dropStageLocked(k)
+	}
 	for _, s := range f.open {
 		f.w.recycle(s.buf)
 	}
-	f.open, f.sent = nil, nil
+	f.open, f.staged, f.sent = nil, nil, nil
 }
 
 // Discard drops the dirty state, aborting any multipart upload. The File must

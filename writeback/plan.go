@@ -24,10 +24,11 @@ type Plan struct {
 	starts []int64 // starts[n] is where part n begins; starts[MaxParts+1] is MaxSize
 }
 
-// newPlan returns the schedule for a base part size and a largest part.
-func newPlan(base, largest int64, maxParts int) Plan {
+// newPlan returns the schedule for a base part size, a largest part, the
+// parts per doubling and the number of parts.
+func newPlan(base, largest int64, step, maxParts int) Plan {
 	largest = max(min(largest, store.MaxPartSize), base)
-	p := Plan{Base: base, Max: largest, Step: planStep, MaxParts: maxParts}
+	p := Plan{Base: base, Max: largest, Step: step, MaxParts: maxParts}
 	p.starts = make([]int64, maxParts+2)
 	for n := 1; n <= maxParts; n++ {
 		p.starts[n+1] = p.starts[n] + p.Size(n)

@@ -8,7 +8,7 @@ import (
 
 func TestPlanReachesObjectLimit(t *testing.T) {
 	for _, base := range []int64{5 << 20, 8 << 20, 12 << 20, 16 << 20, 100 << 20, 5 << 30} {
-		p := newPlan(base, store.MaxPartSize, store.MaxParts)
+		p := newPlan(base, store.MaxPartSize, planStep, store.MaxParts)
 		var total int64
 		prev := int64(0)
 		for n := 1; n <= store.MaxParts; n++ {
@@ -41,20 +41,20 @@ func TestPlanHolds48TiBWithLargestParts(t *testing.T) {
 	// doublings of 64 parts below 5 GiB), and still pass S3's 50 TB object
 	// limit, as TestPlanReachesObjectLimit shows.
 	const want = int64(488 * (1 << 40) / 10) // 48.8 TiB
-	p := newPlan(store.MaxPartSize, store.MaxPartSize, store.MaxParts)
+	p := newPlan(store.MaxPartSize, store.MaxPartSize, planStep, store.MaxParts)
 	if got := p.MaxSize(); got < want {
 		t.Fatalf("10,000 parts of 5 GiB hold %d bytes, want at least 48.8 TiB (%d)", got, want)
 	}
 	if got := p.Part(want - 1); got > store.MaxParts {
 		t.Fatalf("the last byte of a 48.8 TiB file is in part %d", got)
 	}
-	if got := newPlan(8<<20, store.MaxPartSize, store.MaxParts).MaxSize(); got < 46<<40 {
+	if got := newPlan(8<<20, store.MaxPartSize, planStep, store.MaxParts).MaxSize(); got < 46<<40 {
 		t.Fatalf("with 8 MiB first parts 10,000 parts hold %d bytes, want at least 46 TiB", got)
 	}
 }
 
 func TestPlanKeepsSmallFilesOnBasePartSize(t *testing.T) {
-	p := newPlan(8<<20, store.MaxPartSize, store.MaxParts)
+	p := newPlan(8<<20, store.MaxPartSize, planStep, store.MaxParts)
 	for n := 1; n <= planStep; n++ {
 		if p.Size(n) != 8<<20 {
 			t.Fatalf("part %d: size %d, want the base 8 MiB", n, p.Size(n))
@@ -65,19 +65,48 @@ func TestPlanKeepsSmallFilesOnBasePartSize(t *testing.T) {
 	}
 }
 
-func TestPlanCapsPartsToBudget(t *testing.T) {
-	// A 512 MiB budget allows parts of up to 256 MiB.
-	p := newPlan(8<<20, 256<<20, store.MaxParts)
-	for n := 1; n <= store.MaxParts; n++ {
-		if p.Size(n) > 256<<20 {
-			t.Fatalf("part %d: %d bytes, over the 256 MiB cap", n, p.Size(n))
-		}
+func TestPlanOfWriter(t *testing.T) {
+	// With a StagePrefix parts grow to 5 GiB whatever the budget: with the
+	// default 8 MiB first parts, 10,000 parts hold 50,800,336,306,176 bytes
+	// (46.2 TiB), above S3's 50 TB object limit. Without one, no part is
+	// larger than the largest part buffered whole, a quarter of the budget.
+	for _, tc := range []struct {
+		name    string
+		opts    Options
+		largest int64
+		maxSize int64
+	}{
+		{"staged", Options{StagePrefix: "s/"}, store.MaxPartSize, 50_800_336_306_176},
+		{"staged, small budget", Options{StagePrefix: "s/", BufferBytes: 16 << 20}, store.MaxPartSize, 50_800_336_306_176},
+		{"no prefix", Options{}, 128 << 20, 1_315_870_605_312},
+		{"no prefix, 10 GiB budget", Options{BufferBytes: 10 << 30}, 2560 << 20, 25_571_698_409_472},
+		{"no prefix, 20 GiB budget", Options{BufferBytes: 20 << 30}, store.MaxPartSize, 50_800_336_306_176},
+		{"no prefix, budget of two parts", Options{BufferBytes: 16 << 20}, 8 << 20, 10000 * 8 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := New(nil, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := w.Plan()
+			biggest := int64(0)
+			for n := 1; n <= p.MaxParts; n++ {
+				biggest = max(biggest, p.Size(n))
+			}
+			if biggest != tc.largest || p.MaxSize() != tc.maxSize {
+				t.Fatalf("largest part %d, MaxSize %d; want %d and %d", biggest, p.MaxSize(), tc.largest, tc.maxSize)
+			}
+			if staged := tc.opts.StagePrefix != ""; staged != (p.Max > w.wholePart) {
+				t.Fatalf("parts up to %d bytes, %d buffered whole", p.Max, w.wholePart)
+			}
+		})
 	}
-	if got := p.MaxSize(); got < 2<<40 {
-		t.Fatalf("MaxSize %d, want at least 2 TiB with 256 MiB parts", got)
+	// The default base with uncapped parts passes S3's 50 TB limit.
+	if got := newPlan(DefaultPartSize, store.MaxPartSize, planStep, store.MaxParts).MaxSize(); got <= store.MaxObjectSize {
+		t.Fatalf("MaxSize %d, not above S3's %d", got, store.MaxObjectSize)
 	}
 	// The cap never goes below the base size.
-	if got := newPlan(8<<20, 1<<20, 10).Size(1); got != 8<<20 {
+	if got := newPlan(8<<20, 1<<20, planStep, 10).Size(1); got != 8<<20 {
 		t.Fatalf("cap below base: part 1 is %d bytes", got)
 	}
 }
@@ -89,7 +118,7 @@ func FuzzPlan(f *testing.F) {
 		if base < store.MinPartSize || base > store.MaxPartSize || n < 1 || n > store.MaxParts {
 			return
 		}
-		p := newPlan(base, largest, store.MaxParts)
+		p := newPlan(base, largest, planStep, store.MaxParts)
 		size := p.Size(n)
 		if size < base || size > store.MaxPartSize || (largest >= base && size > largest) {
 			t.Fatalf("base %d largest %d: part %d is %d bytes", base, largest, n, size)
@@ -98,7 +127,7 @@ func FuzzPlan(f *testing.F) {
 }
 
 func TestPlanPartOfOffset(t *testing.T) {
-	p := newPlan(5<<20, 1<<30, 200)
+	p := newPlan(5<<20, 1<<30, planStep, 200)
 	for n := 1; n <= 200; n++ {
 		lo, hi := p.Start(n), p.Start(n+1)
 		if hi-lo != p.Size(n) {

@@ -36,7 +36,14 @@ type upload struct {
 }
 
 func (w *Writer) startUpload(ctx context.Context, key string, opts store.PutOptions) (*upload, error) {
-	uctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	return w.startUploadUnder(ctx, context.WithoutCancel(ctx), key, opts)
+}
+
+// startUploadUnder starts an upload whose parts run under parent: the
+// temporary upload of a staged part runs under the file's upload, so that
+// failing or aborting the file stops its pieces too.
+func (w *Writer) startUploadUnder(ctx, parent context.Context, key string, opts store.PutOptions) (*upload, error) {
+	uctx, cancel := context.WithCancel(parent)
 	id, err := w.st.CreateMultipart(ctx, key, opts)
 	if err != nil {
 		cancel()
@@ -72,6 +79,64 @@ func (u *upload) copyPart(n int, src store.Object, off, length int64) {
 		u.add(part)
 		return nil
 	}, func() {})
+}
+
+// copyStaged brings a staged part in as part n, in the background: once the
+// pieces sent to tmp are stored, tmp is completed, the first length bytes
+// of its object are copied as part n, pinned to the object's ETag, and the
+// object is deleted. Waiting for the pieces takes no upload slot, as the
+// pieces need the slots; the three requests after it take one.
+func (u *upload) copyStaged(n int, tmp *upload, pieces int, length int64) {
+	if u.numbers[n] {
+		u.wg.Wait()
+	}
+	u.numbers[n] = true
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		if err := u.bringIn(n, tmp, pieces, length); err != nil {
+			u.fail(err)
+		}
+	}()
+}
+
+func (u *upload) bringIn(n int, tmp *upload, pieces int, length int64) error {
+	if err := tmp.wait(u.ctx); err != nil {
+		tmp.abort()
+		return err
+	}
+	if err := u.w.slots.Acquire(u.ctx, 1); err != nil {
+		tmp.abort()
+		return err
+	}
+	defer u.w.slots.Release(1)
+	obj, err := tmp.complete(u.ctx, pieces)
+	if err != nil {
+		tmp.abort()
+		u.removeStaged(tmp.key) // the reply may have been lost after the object was made
+		return fmt.Errorf("staged part %d of %q: %w", n, u.key, err)
+	}
+	part, err := u.w.st.UploadPartCopy(u.ctx, u.key, u.id, int32(n), tmp.key, obj.ETag, 0, length)
+	// Once copied the bytes are safe in the upload: a temporary object that
+	// cannot be deleted costs storage, not data, and is only logged.
+	u.removeStaged(tmp.key)
+	if err != nil {
+		return fmt.Errorf("copy staged part %d of %q from %q: %w", n, u.key, tmp.key, err)
+	}
+	part.Size = length
+	u.add(part)
+	return nil
+}
+
+// removeStaged deletes the temporary object of a staged part, best effort.
+func (u *upload) removeStaged(key string) {
+	ctx, cancel := context.WithTimeout(context.Background(), abortTimeout)
+	defer cancel()
+	if err := u.w.st.Delete(ctx, key); err != nil {
+		u.w.log.Warn("temporary object of a staged part not deleted; it is left for cleanup", "key", key, "file", u.key, "err", err)
+		return
+	}
+	u.w.log.Debug("temporary object of a staged part deleted", "key", key, "file", u.key)
 }
 
 // run executes send of part n in the background under one of the Writer's

@@ -29,11 +29,19 @@ type Options struct {
 	// StallTimeout is how long a writer waits for buffer memory while no
 	// upload is running before it gets ErrBufferExhausted.
 	StallTimeout time.Duration
-	Logger       *slog.Logger
+	// StagePrefix is where parts too large to buffer whole are staged, each
+	// as a temporary object under StagePrefix (see IsStageKey) that is
+	// copied into the file's upload and then deleted. The caller keeps these
+	// keys out of listings and removes the ones a crash leaves behind.
+	// Empty: no part is staged, so no part is larger than the largest part
+	// buffered whole, and Plan().MaxSize is smaller.
+	StagePrefix string
+	Logger      *slog.Logger
 
 	// Tests shrink S3's limits to reach them quickly.
 	minPartSize int64
 	maxParts    int
+	planStep    int
 }
 
 // Writer owns the write budget and the upload engine shared by all files.
@@ -43,6 +51,11 @@ type Writer struct {
 	plan   Plan
 	budget *budget
 	slots  *semaphore.Weighted // part uploads in flight
+	// wholePart is the largest part buffered whole; larger parts are staged
+	// in pieces of pieceSize (see stage.go).
+	wholePart   int64
+	pieceSize   int64
+	stagePrefix string
 	// openSlots is how many parts one file may hold open for editing: a
 	// quarter of the budget, so a few random writers share it.
 	openSlots int
@@ -55,6 +68,9 @@ func New(st store.Store, opts Options) (*Writer, error) {
 	}
 	if opts.maxParts == 0 {
 		opts.maxParts = store.MaxParts
+	}
+	if opts.planStep == 0 {
+		opts.planStep = planStep
 	}
 	if opts.PartSize == 0 {
 		opts.PartSize = DefaultPartSize
@@ -78,15 +94,32 @@ func New(st store.Store, opts Options) (*Writer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// A part is buffered whole up to a quarter of the budget: a sequential
+	// writer holds the part it fills and the one still uploading, which
+	// leaves half the budget to other files. Larger parts are staged, and
+	// then hold one piece of PartSize (plus the pieces uploading), whatever
+	// their size.
+	wholePart := max(opts.BufferBytes/4, opts.PartSize)
+	largest := store.MaxPartSize
+	if opts.StagePrefix == "" {
+		largest = wholePart
+	}
 	return &Writer{
-		st:        st,
-		log:       log,
-		plan:      newPlan(opts.PartSize, opts.BufferBytes/2, opts.maxParts),
-		budget:    newBudget(opts.BufferBytes, opts.StallTimeout),
-		slots:     semaphore.NewWeighted(int64(opts.Concurrency)),
-		openSlots: int(max(2, opts.BufferBytes/(4*opts.PartSize))),
+		st:          st,
+		log:         log,
+		plan:        newPlan(opts.PartSize, largest, opts.planStep, opts.maxParts),
+		budget:      newBudget(opts.BufferBytes, opts.StallTimeout),
+		slots:       semaphore.NewWeighted(int64(opts.Concurrency)),
+		wholePart:   wholePart,
+		pieceSize:   opts.PartSize,
+		stagePrefix: opts.StagePrefix,
+		openSlots:   int(max(2, opts.BufferBytes/(4*opts.PartSize))),
 	}, nil
 }
+
+// staged reports whether part k is too large to be buffered whole. Without
+// a StagePrefix the plan has no such part.
+func (w *Writer) staged(k int) bool { return w.plan.Size(k) > w.wholePart }
 
 // Plan returns the part-size schedule files follow.
 func (w *Writer) Plan() Plan { return w.plan }
