@@ -484,3 +484,29 @@ func TestStageKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestStagedPieceFailureReachesWrites(t *testing.T) {
+	// A failed piece fails the writes that follow, before the part is done.
+	st := memstore.New(memstore.Options{MinPartSize: stagePart})
+	boom := errors.New("injected")
+	st.SetFault(func(op memstore.Op) error {
+		if op.Name == "UploadPart" && strings.HasSuffix(op.Key, ".part17") && op.Part == 1 {
+			return boom
+		}
+		return nil
+	})
+	w := newWriter(t, st, stagedOptions(4*stagePart))
+	f := w.Open("big", nil, store.PutOptions{})
+	data := randomBytes(26, int(w.Plan().Start(18))) // to the end of part 17, which stays open
+	var err error
+	for off := 0; err == nil && off < len(data); off += 1000 {
+		_, err = f.WriteAt(context.Background(), data[off:min(off+1000, len(data))], int64(off))
+	}
+	if !errors.Is(err, boom) {
+		t.Fatalf("write after a failed piece: %v, want the injected failure", err)
+	}
+	if _, err := f.Sync(context.Background()); !errors.Is(err, boom) {
+		t.Fatalf("sync: %v, want the injected failure", err)
+	}
+	assertNoUploads(t, st)
+}
