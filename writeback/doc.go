@@ -17,18 +17,51 @@
 // Part n always covers the same bytes of the file, [Plan.Start(n),
 // Plan.Start(n+1)), so an edit anywhere maps to one part number. Part n
 // gets the size Plan.Size(n): the configured part size for the first parts,
-// doubling every Plan.Step parts, capped by S3's 5 GiB and by half the write
-// budget so one part always fits in memory. The step is chosen so that
-// 10,000 parts reach S3's 50 TB object limit when the budget allows 5 GiB
-// parts; with a smaller budget the largest file is Plan.MaxSize.
+// doubling every Plan.Step (64) parts up to S3's 5 GiB. With a base of at
+// least 5 MiB at most 640 parts are smaller than 5 GiB, so 10,000 parts
+// hold more than S3's 50 TB object limit: with the default 8 MiB base,
+// Plan.MaxSize is 50,800,336,306,176 bytes (46.2 TiB).
+//
+// A part is buffered whole only up to a quarter of the write budget (and at
+// least the part size); larger parts are staged (below). Without
+// Options.StagePrefix nothing can be staged, so parts are capped at that
+// size instead, and files are smaller: with the default 512 MiB budget parts
+// stop at 128 MiB and Plan.MaxSize is 1,315,870,605,312 bytes (1.2 TiB).
+//
+// # Staged parts
+//
+// A staged part goes out while the application writes it, in pieces of the
+// part size: each piece is hashed once and sent, through the same upload
+// slots and budget as any part, as the next UploadPart of a temporary
+// multipart upload of a stage key, StagePrefix followed by 16 random hex
+// digits, ".part" and the part number (IsStageKey recognizes them). Runs of
+// pieces that the base object holds unchanged are copied into it
+// server-side instead. When the writer moves past the part, or at Sync, the
+// last piece goes out; then, in the background, the temporary upload is
+// completed, its object is copied in as the part with one UploadPartCopy
+// pinned to its ETag, and it is deleted. A write into the current piece
+// patches it in memory; a write, read or truncation that reaches bytes
+// already sent, or a part already copied, checkpoints the file first (see
+// Editing stored objects).
+//
+// A failure of any of these requests fails the file, as a failed part does:
+// Sync returns it, and the file's upload and the temporary one are aborted,
+// or the temporary object deleted. Only a failed delete after the copy
+// leaves the file stored; it is logged at Warn with the key. A crash, or a
+// failed abort or delete, leaves behind under StagePrefix temporary
+// multipart uploads (a crash while pieces were being sent) and temporary
+// objects (a crash between completing one and deleting it after its copy).
+// A Writer keeps no record of them: the caller aborts and deletes them by
+// age. The file's own upload is left under its key, as without staging.
 //
 // # Memory
 //
 // Every part buffer is paid for from one Writer-wide budget before it is
 // filled and paid back when its upload ends. A file's first buffer grows
 // from 64 KiB to 1 MiB as it is written; beyond that each buffer is paid for
-// as a whole part. When the budget is spent, writers wait (backpressure).
-// A writer that has waited long while no upload is running is failed with
+// as a whole part, and a staged part holds one piece at a time (plus the
+// pieces uploading), whatever its size. When the budget is spent, writers
+// wait (backpressure). A writer that has waited long while no upload is running is failed with
 // ErrBufferExhausted instead of hanging: then every byte of the budget sits
 // in partly filled buffers of files that are not being written, and only a
 // larger budget or fewer open files can help.
@@ -42,10 +75,10 @@
 // ranged GET of at most a part, and are sent. Appending 1 MiB to a 10 GiB
 // object thus reads at most one part and copies the rest within S3. A
 // sequential writer's parts are sent as soon as it moves past them; a file
-// holds at most a quarter of the budget's parts open, sending its least
-// recently written one to open another. Editing a part already sent needs
-// bytes no longer at hand: the file is first made durable, as by fsync, and
-// edited further from there.
+// holds at most a quarter of the budget's parts open (open or staged),
+// sending its least recently written one to open another. Editing a part
+// already sent needs bytes no longer at hand: the file is first made
+// durable, as by fsync, and edited further from there.
 //
 // # Locks
 //
