@@ -24,9 +24,11 @@
 //
 // A part is buffered whole only up to a quarter of the write budget (and at
 // least the part size); larger parts are staged (below). Without
-// Options.StagePrefix nothing can be staged, so parts are capped at that
-// size instead, and files are smaller: with the default 512 MiB budget parts
-// stop at 128 MiB and Plan.MaxSize is 1,315,870,605,312 bytes (1.2 TiB).
+// Options.StagePrefix nothing can be staged: every part is buffered whole,
+// parts stop at half the budget so that one fits beside the one uploading,
+// and files are smaller: with the default 512 MiB budget parts stop at
+// 256 MiB and Plan.MaxSize is 2,615,098,212,352 bytes (2.4 TiB); a budget
+// of 10 GiB allows 5 GiB parts.
 //
 // # Staged parts
 //

@@ -68,20 +68,22 @@ func TestPlanKeepsSmallFilesOnBasePartSize(t *testing.T) {
 func TestPlanOfWriter(t *testing.T) {
 	// With a StagePrefix parts grow to 5 GiB whatever the budget: with the
 	// default 8 MiB first parts, 10,000 parts hold 50,800,336,306,176 bytes
-	// (46.2 TiB), above S3's 50 TB object limit. Without one, no part is
-	// larger than the largest part buffered whole, a quarter of the budget.
+	// (46.2 TiB), above S3's 50 TB object limit. Without one, parts stop at
+	// half the budget, as the README states, and are all buffered whole.
 	for _, tc := range []struct {
-		name    string
-		opts    Options
-		largest int64
-		maxSize int64
+		name        string
+		opts        Options
+		largest     int64
+		maxSize     int64
+		firstStaged int // 0: none
 	}{
-		{"staged", Options{StagePrefix: "s/"}, store.MaxPartSize, 50_800_336_306_176},
-		{"staged, small budget", Options{StagePrefix: "s/", BufferBytes: 16 << 20}, store.MaxPartSize, 50_800_336_306_176},
-		{"no prefix", Options{}, 128 << 20, 1_315_870_605_312},
-		{"no prefix, 10 GiB budget", Options{BufferBytes: 10 << 30}, 2560 << 20, 25_571_698_409_472},
-		{"no prefix, 20 GiB budget", Options{BufferBytes: 20 << 30}, store.MaxPartSize, 50_800_336_306_176},
-		{"no prefix, budget of two parts", Options{BufferBytes: 16 << 20}, 8 << 20, 10000 * 8 << 20},
+		// Parts 257-320 are 128 MiB, a quarter of 512 MiB: the largest buffered whole.
+		{"staged", Options{StagePrefix: "s/"}, store.MaxPartSize, 50_800_336_306_176, 5*planStep + 1},
+		{"staged, small budget", Options{StagePrefix: "s/", BufferBytes: 16 << 20}, store.MaxPartSize, 50_800_336_306_176, planStep + 1},
+		{"no prefix", Options{}, 256 << 20, 2_615_098_212_352, 0},
+		{"no prefix, 5 GiB budget", Options{BufferBytes: 5 << 30}, 2560 << 20, 25_571_698_409_472, 0},
+		{"no prefix, 10 GiB budget", Options{BufferBytes: 10 << 30}, store.MaxPartSize, 50_800_336_306_176, 0},
+		{"no prefix, budget of two parts", Options{BufferBytes: 16 << 20}, 8 << 20, 10000 * 8 << 20, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w, err := New(nil, tc.opts)
@@ -96,8 +98,12 @@ func TestPlanOfWriter(t *testing.T) {
 			if biggest != tc.largest || p.MaxSize() != tc.maxSize {
 				t.Fatalf("largest part %d, MaxSize %d; want %d and %d", biggest, p.MaxSize(), tc.largest, tc.maxSize)
 			}
-			if staged := tc.opts.StagePrefix != ""; staged != (p.Max > w.wholePart) {
-				t.Fatalf("parts up to %d bytes, %d buffered whole", p.Max, w.wholePart)
+			first := 0
+			for n := p.MaxParts; n >= 1 && w.staged(n); n-- {
+				first = n
+			}
+			if first != tc.firstStaged {
+				t.Fatalf("parts from %d on are staged, want from %d (0: none)", first, tc.firstStaged)
 			}
 		})
 	}

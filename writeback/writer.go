@@ -33,8 +33,8 @@ type Options struct {
 	// as a temporary object under StagePrefix (see IsStageKey) that is
 	// copied into the file's upload and then deleted. The caller keeps these
 	// keys out of listings and removes the ones a crash leaves behind.
-	// Empty: no part is staged, so no part is larger than the largest part
-	// buffered whole, and Plan().MaxSize is smaller.
+	// Empty: no part is staged, parts stop at half of BufferBytes, and
+	// Plan().MaxSize is smaller (about 2.4 TiB with the default budget).
 	StagePrefix string
 	Logger      *slog.Logger
 
@@ -94,14 +94,17 @@ func New(st store.Store, opts Options) (*Writer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	// A part is buffered whole up to a quarter of the budget: a sequential
-	// writer holds the part it fills and the one still uploading, which
-	// leaves half the budget to other files. Larger parts are staged, and
-	// then hold one piece of PartSize (plus the pieces uploading), whatever
-	// their size.
+	// With a StagePrefix a part is buffered whole up to a quarter of the
+	// budget: a sequential writer holds the part it fills and the one still
+	// uploading, which leaves half the budget to other files. Larger parts
+	// are staged, and then hold one piece of PartSize (plus the pieces
+	// uploading), whatever their size. Without one every part is buffered
+	// whole, and parts stop at half the budget so that one always fits
+	// beside the one uploading before it.
 	wholePart := max(opts.BufferBytes/4, opts.PartSize)
 	largest := store.MaxPartSize
 	if opts.StagePrefix == "" {
+		wholePart = opts.BufferBytes / 2
 		largest = wholePart
 	}
 	return &Writer{
