@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -509,4 +510,57 @@ func TestStagedPieceFailureReachesWrites(t *testing.T) {
 		t.Fatalf("sync: %v, want the injected failure", err)
 	}
 	assertNoUploads(t, st)
+}
+
+func TestStagedWriteFailingAfterPiecesPastTheEnd(t *testing.T) {
+	// A write far into a staged part sends the pieces before it (zeros past
+	// the file's end) and then fails waiting for memory: the file keeps its
+	// size, and the pieces sent past it must not leak into the object.
+	for _, tc := range []struct {
+		name  string
+		after int64 // truncate to this many bytes into part 17 before the sync; 0: none
+	}{
+		{"sync at once", 0},
+		{"grown into the pieces sent", 10 << 10},
+		{"grown past them", 250 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := memstore.New(memstore.Options{MinPartSize: stagePart})
+			var slow atomic.Bool
+			st.SetFault(func(op memstore.Op) error {
+				if op.Name == "UploadPart" && slow.Load() {
+					time.Sleep(30 * time.Millisecond)
+				}
+				return nil
+			})
+			opts := stagedOptions(2 * stagePart)
+			opts.Concurrency = 1
+			w := newWriter(t, st, opts)
+			start := w.Plan().Start(17)
+			data := randomBytes(27, int(start)+1000)
+			f := w.Open("big", nil, store.PutOptions{})
+			writeSeq(t, f, data, 0, 5000)
+			slow.Store(true)
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			if _, err := f.WriteAt(ctx, []byte("far"), start+200<<10); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("write with a short deadline: %v, want it to run out waiting for memory", err)
+			}
+			slow.Store(false)
+			if f.Size() != int64(len(data)) {
+				t.Fatalf("size %d after the failed write, want %d", f.Size(), len(data))
+			}
+			want := data
+			if tc.after > 0 {
+				if err := f.Truncate(context.Background(), start+tc.after); err != nil {
+					t.Fatal(err)
+				}
+				want = append(append([]byte{}, data...), make([]byte, int(start+tc.after)-len(data))...)
+			}
+			mustSync(t, f)
+			assertStored(t, st, "big", want)
+			assertNoUploads(t, st)
+			assertNoStaged(t, st, stagePrefix)
+		})
+	}
 }
