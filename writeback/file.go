@@ -514,7 +514,7 @@ func (f *File) Truncate(ctx context.Context, size int64) error {
 		return err
 	}
 	if size > f.w.plan.MaxSize() {
-		return fmt.Errorf("truncate %q to %d, past the %d bytes this write buffer allows: %w", f.key, size, f.w.plan.MaxSize(), store.ErrTooLarge)
+		return fmt.Errorf("truncate %q to %d, past the %d bytes that %d parts hold: %w", f.key, size, f.w.plan.MaxSize(), f.w.plan.MaxParts, store.ErrTooLarge)
 	}
 	if size == f.size {
 		return nil
