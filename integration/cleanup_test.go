@@ -117,12 +117,20 @@ func TestUploadCleanup(t *testing.T) {
 	// partfs cleanup.
 	{
 		e.crashWhileWriting(source, "crashed-again.bin", "data/crashed-again.bin")
+		// A staged part a mount left behind, and a key in the stage folder
+		// that is not one.
+		const staged, other = "data/.partfs-stage/0123456789abcdef.part65", "data/.partfs-stage/notes"
+		e.put(staged, []byte("staged"))
+		e.put(other, []byte("not staged"))
 		args := append([]string{"cleanup"}, e.connArgs()...)
 
 		// Without a terminal and without --yes: list only, and say so.
 		out, err := e.runPartfs(append(args, "--older-than", "0", source)...)
-		if err != nil || !strings.Contains(out, "data/crashed-again.bin") || !strings.Contains(out, "--yes") {
+		if err != nil || !strings.Contains(out, "data/crashed-again.bin") || !strings.Contains(out, staged) || !strings.Contains(out, "--yes") {
 			t.Errorf("cleanup without --yes: %v\n%s", err, out)
+		}
+		if !e.exists(staged) {
+			t.Error("cleanup without --yes deleted a staged part")
 		}
 		if got := e.uploadKeys(); len(got) != 2 {
 			t.Errorf("cleanup without --yes aborted something: %q left", got)
@@ -134,8 +142,11 @@ func TestUploadCleanup(t *testing.T) {
 		}
 		out, err = e.runPartfs(append(args, "--yes", "--older-than", "0", source)...)
 		t.Logf("partfs cleanup --yes --older-than 0 %s:\n%s", source, out)
-		if err != nil || !strings.Contains(out, "Aborted 1 upload") {
+		if err != nil || !strings.Contains(out, "Aborted 1 upload") || !strings.Contains(out, "Deleted 1 staged part") {
 			t.Errorf("cleanup --yes: %v\n%s", err, out)
+		}
+		if e.exists(staged) || !e.exists(other) {
+			t.Errorf("after cleanup --yes: staged part exists %v (want false), other key exists %v (want true)", e.exists(staged), e.exists(other))
 		}
 		if got := e.uploadKeys(); strings.Join(got, " ") != "live/other.bin" {
 			t.Errorf("after partfs cleanup --yes: %q; want only the live upload outside the prefix", got)

@@ -76,14 +76,15 @@ func abortUploads(ctx context.Context, st store.Store, ups []store.Upload) (int,
 
 // abortAbandoned aborts, at mount, the uploads under the mount's prefix that
 // are older than the configured age and not live in another mount on this
-// machine. Failures are logged: they must not keep the bucket from being
-// mounted.
+// machine, and deletes the staged parts as old (staged.go). Failures are
+// logged: they must not keep the bucket from being mounted.
 func abortAbandoned(ctx context.Context, st store.Store, cfg *config, log *slog.Logger) {
 	if cfg.AbortUploadsOlderThan < 0 || cfg.ReadOnly {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, abortTimeout)
 	defer cancel()
+	deleteAbandonedStaged(ctx, st, cfg, log)
 	ups, err := st.ListMultipart(ctx, cfg.Prefix)
 	if err != nil {
 		log.Warn("could not list multipart uploads left behind", "prefix", cfg.Prefix, "err", err)
@@ -116,7 +117,11 @@ const cleanupUsage = `Usage: partfs cleanup [--yes] [--older-than AGE] [flags] B
 
 Lists the multipart uploads in progress under PREFIX (key, start time, age)
 and aborts those started more than AGE ago, after asking on the terminal,
-or at once with --yes. Without a terminal and without --yes it only lists.
+or at once with --yes. Then it does the same for the staged parts left
+under PREFIX.partfs-stage/ (temporary objects of parts too large to buffer,
+left by a mount that stopped while copying them into their file), deleting
+those last modified more than AGE ago. Without a terminal and without --yes
+it only lists.
 Uploads that a partfs mount on this machine is still writing are never
 aborted; uploads of mounts on other machines are safe only while younger
 than AGE, so AGE must exceed the longest write.
@@ -181,6 +186,30 @@ func runCleanup(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "partfs cleanup:", oneLine(err))
 		return 1
 	}
+	in := bufio.NewReader(stdin)
+	ask := func(question string) bool {
+		if c.Yes {
+			return true
+		}
+		if !isTerminal(stdin) {
+			fmt.Fprintf(stdout, "Nothing done: standard input is not a terminal. Run again with --yes to %s.\n", question)
+			return false
+		}
+		fmt.Fprintf(stdout, "%s? [y/N] ", strings.ToUpper(question[:1])+question[1:])
+		answer, _ := in.ReadString('\n')
+		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+			fmt.Fprintln(stdout, "Nothing done.")
+			return false
+		}
+		return true
+	}
+	code := c.cleanUploads(ctx, st, ask, stdout, stderr)
+	return max(code, c.cleanStaged(ctx, st, ask, stdout, stderr))
+}
+
+// cleanUploads lists the multipart uploads under the prefix and aborts the
+// stale ones if ask agrees; it returns the exit status.
+func (c *cleanupConfig) cleanUploads(ctx context.Context, st store.Store, ask func(string) bool, stdout, stderr io.Writer) int {
 	ups, err := st.ListMultipart(ctx, c.Prefix)
 	if err != nil {
 		fmt.Fprintln(stderr, "partfs cleanup:", oneLine(err))
@@ -202,20 +231,8 @@ func runCleanup(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "\n%d multipart upload(s) in progress under %s; %d of them%s not being written by a partfs mount on this machine.\n",
 		len(ups), where, len(stale), age)
-	if len(stale) == 0 {
+	if len(stale) == 0 || !ask(fmt.Sprintf("abort the %d upload(s) (their parts are deleted)", len(stale))) {
 		return 0
-	}
-	if !c.Yes {
-		if !isTerminal(stdin) {
-			fmt.Fprintf(stdout, "Nothing aborted: standard input is not a terminal. Run again with --yes to abort the %d upload(s).\n", len(stale))
-			return 0
-		}
-		fmt.Fprintf(stdout, "Abort %d upload(s)? Their parts are deleted. [y/N] ", len(stale))
-		answer, _ := bufio.NewReader(stdin).ReadString('\n')
-		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
-			fmt.Fprintln(stdout, "Nothing aborted.")
-			return 0
-		}
 	}
 	n, err := abortUploads(ctx, st, stale)
 	fmt.Fprintf(stdout, "Aborted %d upload(s).\n", n)

@@ -160,7 +160,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 
 	cfg.AbortUploadsOlderThan = defaultAbortAge
 	fl.Var(ageFlag{&cfg.AbortUploadsOlderThan}, "abort-uploads-older-than",
-		"at mount, abort multipart uploads under the prefix started more than `AGE` ago (e.g. 24h, 7d; 0: all; off: none); it must exceed the longest write of any mount of the bucket")
+		"at mount, abort multipart uploads under the prefix started more than `AGE` ago, and delete staged parts left behind as old (e.g. 24h, 7d; 0: all; off: none); it must exceed the longest write of any mount of the bucket")
 	fl.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:9464")
 
 	fl.BoolVar(&cfg.Foreground, "f", false, "shorthand for --foreground")

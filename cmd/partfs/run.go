@@ -103,6 +103,7 @@ func mount(ctx context.Context, cfg *config, log *slog.Logger) (*mounted, error)
 		PartSize:    cfg.PartSize,
 		Concurrency: cfg.UploadConcurrency,
 		BufferBytes: cfg.WriteBuffer,
+		StagePrefix: fs.StagePrefix(cfg.Prefix),
 		Logger:      log,
 	}); err != nil {
 		return nil, err
