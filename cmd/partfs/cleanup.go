@@ -58,12 +58,23 @@ func staleUploads(ups []store.Upload, now time.Time, olderThan time.Duration, li
 // abortUploads aborts ups one after the other and returns how many it
 // aborted; an upload found already gone counts as aborted.
 func abortUploads(ctx context.Context, st store.Store, ups []store.Upload) (int, error) {
+	return eachRemoved(ctx, ups, store.ErrNoSuchUpload, func(u store.Upload) error {
+		if err := st.AbortMultipart(ctx, u.Key, u.UploadID); err != nil {
+			return fmt.Errorf("abort upload of %q: %w", u.Key, err)
+		}
+		return nil
+	})
+}
+
+// eachRemoved calls remove for every item, one after the other, and returns
+// how many are gone: removed, or failing with gone (already removed). It
+// goes on past failures, which it returns together, until ctx ends.
+func eachRemoved[T any](ctx context.Context, items []T, gone error, remove func(T) error) (int, error) {
 	var errs []error
 	n := 0
-	for _, u := range ups {
-		err := st.AbortMultipart(ctx, u.Key, u.UploadID)
-		if err != nil && !errors.Is(err, store.ErrNoSuchUpload) {
-			errs = append(errs, fmt.Errorf("abort upload of %q: %w", u.Key, err))
+	for _, item := range items {
+		if err := remove(item); err != nil && !errors.Is(err, gone) {
+			errs = append(errs, err)
 			if ctx.Err() != nil {
 				break
 			}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -52,19 +51,12 @@ func staleStaged(ctx context.Context, st store.Store, prefix string, now time.Ti
 // deleteStaged deletes objs one after the other and returns how many are
 // gone.
 func deleteStaged(ctx context.Context, st store.Store, objs []store.Object) (int, error) {
-	var errs []error
-	n := 0
-	for _, obj := range objs {
-		if err := st.Delete(ctx, obj.Key); err != nil && !errors.Is(err, store.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("delete staged part %q: %w", obj.Key, err))
-			if ctx.Err() != nil {
-				break
-			}
-			continue
+	return eachRemoved(ctx, objs, store.ErrNotExist, func(obj store.Object) error {
+		if err := st.Delete(ctx, obj.Key); err != nil {
+			return fmt.Errorf("delete staged part %q: %w", obj.Key, err)
 		}
-		n++
-	}
-	return n, errors.Join(errs...)
+		return nil
+	})
 }
 
 // deleteAbandonedStaged deletes, at mount, the staged objects older than
