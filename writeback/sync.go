@@ -1,0 +1,236 @@
+package writeback
+
+import (
+	"context"
+	"crypto/md5"
+	"errors"
+	"fmt"
+
+	"github.com/partfs/partfs/store"
+)
+
+// Truncate sets the file's size. Truncating to zero also clears a failure
+// already reported, as O_TRUNC starts the file anew.
+func (f *File) Truncate(ctx context.Context, size int64) error {
+	f.opMu.Lock()
+	defer f.opMu.Unlock()
+	defer f.publishLocked()
+	if size == 0 {
+		f.dropLocked()
+		f.base, f.err, f.size, f.dirty = nil, nil, 0, false
+		f.editLocked()
+		return nil
+	}
+	if err := f.usableLocked(); err != nil {
+		return err
+	}
+	if size > f.w.plan.MaxSize() {
+		return fmt.Errorf("truncate %q to %d, past the %d bytes that %d parts hold: %w", f.key, size, f.w.plan.MaxSize(), f.w.plan.MaxParts, store.ErrTooLarge)
+	}
+	if size == f.size {
+		return nil
+	}
+	f.editLocked()
+	if size > f.size {
+		if err := f.growLocked(ctx, size); err != nil {
+			return err
+		}
+		f.size = size
+		return nil
+	}
+	return f.shrinkLocked(ctx, size)
+}
+
+func (f *File) shrinkLocked(ctx context.Context, size int64) error {
+	plan := &f.w.plan
+	for k, n := range f.sent {
+		start := plan.Start(k)
+		if start >= size {
+			delete(f.sent, k) // left out of the completed object
+		} else if start+n > size {
+			if err := f.checkpointLocked(ctx); err != nil {
+				return err
+			}
+			return f.shrinkLocked(ctx, size)
+		}
+	}
+	for k, s := range f.staged {
+		start := plan.Start(k)
+		switch {
+		case start >= size:
+			f.dropStageLocked(k)
+		case start+s.sent > size:
+			// Into pieces already sent.
+			if err := f.checkpointLocked(ctx); err != nil {
+				return err
+			}
+			return f.shrinkLocked(ctx, size)
+		case start+s.sent+int64(len(s.piece.buf)) > size:
+			s.piece.buf = s.piece.buf[:size-start-s.sent]
+			s.piece.valid = s.piece.valid.cut(size - start - s.sent)
+		}
+	}
+	for k, s := range f.open {
+		start := plan.Start(k)
+		switch {
+		case start >= size:
+			f.w.recycle(s.buf)
+			delete(f.open, k)
+		case start+int64(len(s.buf)) > size:
+			s.buf = s.buf[:size-start]
+			s.valid = s.valid.cut(size - start)
+		}
+	}
+	f.baseLimit = min(f.baseLimit, size)
+	f.size = size
+	return nil
+}
+
+// Sync makes every change durable (PutObject, or the remaining parts and
+// CompleteMultipart) and returns the stored object. The File stays usable:
+// later writes edit the object just stored. A failure aborts the upload,
+// drops the changes and is returned, here and by later calls, until the
+// file is truncated to zero. A cancelled ctx returns early and keeps the
+// changes for a later Sync.
+func (f *File) Sync(ctx context.Context) (store.Object, error) {
+	f.opMu.Lock()
+	defer f.opMu.Unlock()
+	defer f.publishLocked()
+	if f.err != nil {
+		return store.Object{}, f.err
+	}
+	return f.syncLocked(ctx)
+}
+
+func (f *File) syncLocked(ctx context.Context) (store.Object, error) {
+	if !f.dirty {
+		if f.base == nil {
+			return store.Object{Key: f.key}, nil
+		}
+		return *f.base, nil
+	}
+	obj, err := f.storeLocked(ctx)
+	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return store.Object{}, err
+		}
+		f.w.log.Error("write failed; changes dropped", "key", f.key, "err", err)
+		f.dropLocked()
+		f.size, f.dirty, f.err = 0, false, err
+		if f.base != nil {
+			f.size = f.base.Size
+		}
+		return store.Object{}, err
+	}
+	obj.Key, obj.Size = f.key, f.size
+	if obj.Metadata == nil {
+		obj.Metadata = f.opts.Metadata
+	}
+	f.up = nil // completed: nothing to abort
+	f.dropLocked()
+	f.base, f.size, f.dirty = &obj, obj.Size, false
+	return obj, nil
+}
+
+func (f *File) storeLocked(ctx context.Context) (store.Object, error) {
+	if err := f.usableLocked(); err != nil {
+		return store.Object{}, err
+	}
+	plan := &f.w.plan
+	last := 0
+	if f.size > 0 {
+		last = plan.Part(f.size - 1)
+	}
+	if f.up == nil && last <= 1 {
+		return f.putLocked(ctx)
+	}
+	if err := f.startLocked(ctx); err != nil {
+		return store.Object{}, err
+	}
+	for k := 1; k <= last; k++ {
+		start := plan.Start(k)
+		length := min(plan.Size(k), f.size-start)
+		if n, ok := f.sent[k]; ok {
+			if n != length {
+				return store.Object{}, fmt.Errorf("part %d of %q was sent with %d bytes, needs %d", k, f.key, n, length)
+			}
+			continue
+		}
+		if f.staged[k] != nil {
+			if err := f.finishLocked(ctx, k); err != nil {
+				return store.Object{}, err
+			}
+			continue
+		}
+		if f.open[k] == nil && start+length <= f.baseLimit {
+			f.up.copyPart(k, *f.base, start, length)
+			f.sent[k] = length
+			continue
+		}
+		if f.w.staged(k) {
+			// Bytes past the base: a part too large to buffer whole goes
+			// out in pieces like one written.
+			if _, err := f.stageLocked(ctx, k); err != nil {
+				return store.Object{}, err
+			}
+			if err := f.finishLocked(ctx, k); err != nil {
+				return store.Object{}, err
+			}
+			continue
+		}
+		if f.open[k] == nil {
+			if _, err := f.slotLocked(ctx, k); err != nil {
+				return store.Object{}, err
+			}
+		}
+		if err := f.sealLocked(ctx, k); err != nil {
+			return store.Object{}, err
+		}
+	}
+	return f.up.complete(ctx, last)
+}
+
+// putLocked stores a file of at most one part with a single PutObject.
+func (f *File) putLocked(ctx context.Context) (store.Object, error) {
+	var body []byte
+	if f.size > 0 {
+		s, err := f.slotLocked(ctx, 1)
+		if err != nil {
+			return store.Object{}, err
+		}
+		if err := f.completeSlotLocked(ctx, 1, s, f.size); err != nil {
+			return store.Object{}, err
+		}
+		body = s.buf[:f.size]
+	}
+	obj, err := f.w.st.Put(ctx, f.key, body, md5.Sum(body), f.opts)
+	if err != nil {
+		return store.Object{}, fmt.Errorf("put %q (%d bytes): %w", f.key, len(body), err)
+	}
+	return obj, nil
+}
+
+// dropLocked discards the changes: the uploads are aborted and the buffers freed.
+func (f *File) dropLocked() {
+	if f.up != nil {
+		f.up.abort()
+		f.up = nil
+	}
+	for k := range f.staged {
+		f.dropStageLocked(k)
+	}
+	for _, s := range f.open {
+		f.w.recycle(s.buf)
+	}
+	f.open, f.staged, f.sent = nil, nil, nil
+}
+
+// Discard drops the dirty state, aborting any multipart upload. The File must
+// not be used afterwards.
+func (f *File) Discard(ctx context.Context) {
+	f.opMu.Lock()
+	defer f.opMu.Unlock()
+	f.dropLocked()
+	f.dirty = false
+	f.publishLocked()
+}
