@@ -97,3 +97,41 @@ func TestStagedParts(t *testing.T) {
 		}
 	}
 }
+
+// TestStagedPartsSSEC stages a part of a file written with a customer key
+// (SSE-C): the temporary object's upload and pieces carry the key, the
+// UploadPartCopy carries it for both the source and the file, and the file
+// reads back with the key.
+func TestStagedPartsSSEC(t *testing.T) {
+	e, tlsArgs := tlsEnv(t)
+	key := newCustomerKey(t)
+	keyFile := writeFile0600(t, "sse-c.key", []byte(key.b64+"\n"))
+	args := append(append([]string{}, tlsArgs...), "--sse-c-key-file", keyFile)
+	m := e.mount(mountConfig{plain: true, partSize: 5 * miB, writeBuffer: 20 * miB, extraArgs: args})
+	const name, size = "secret-staged.bin", 64*5*miB + 10*miB // part 65 staged
+	sum, err := ddStream(t, m.path(name), 22, size, 5*time.Minute)
+	if err != nil {
+		t.Fatalf("dd: %v", err)
+	}
+	e.settle()
+	stagePrefix := fs.StagePrefix("")
+	var staged, copies int
+	for _, r := range e.proxy.Requests() {
+		switch {
+		case r.Status/100 != 2:
+		case strings.HasPrefix(r.Key, stagePrefix) && (r.Op == s3proxy.OpCreateMultipartUpload || r.Op == s3proxy.OpUploadPart):
+			staged++
+			key.checkHeaders(t, r)
+		case r.Key == name && r.Op == s3proxy.OpUploadPartCopy:
+			copies++
+			key.checkHeaders(t, r)
+			if r.Header.Get("X-Amz-Copy-Source-Server-Side-Encryption-Customer-Key") != key.b64 {
+				t.Errorf("UploadPartCopy %d: no customer key for the copy source", r.PartNumber)
+			}
+		}
+	}
+	if staged != 3 || copies != 1 {
+		t.Errorf("%d staged create and pieces, %d copies; want 3 and 1", staged, copies)
+	}
+	checkSSECObject(t, e, name, key, sum, size)
+}
