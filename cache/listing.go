@@ -87,6 +87,10 @@ func (m *Meta) list(ctx context.Context, prefix string, maxPages int) (*Listing,
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// The invalidations since g decide what the listing may still say, so
+	// they are read before endLocked forgets them; endLocked then only
+	// unregisters the request (its own verdict would drop the listing at
+	// the first change of any entry, which changesSinceLocked marks instead).
 	changed, keep := m.changesSinceLocked(g, prefix)
 	m.endLocked(g, func(invalidation) bool { return false })
 	if err != nil {
