@@ -15,7 +15,14 @@ import (
 
 // RetryOptions configures WithRetry. Zero values get defaults.
 type RetryOptions struct {
-	// Attempts is the number of tries per call, the first included; default 5.
+	// Budget bounds the retries of one call: a call that keeps failing with
+	// transient errors is retried until Budget has passed since its first
+	// attempt, then fails. For a GET body the clock restarts whenever bytes
+	// arrive, so a long read on a flaky network is bounded by the time it
+	// goes without progress, not by its length. Default 2m.
+	Budget time.Duration
+	// Attempts caps the tries per call, the first included, within Budget;
+	// 0 means no cap.
 	Attempts int
 	// Base is the delay before the first retry; it doubles with each retry
 	// up to Max, and each delay is jittered. Defaults 200ms and 10s.
@@ -30,9 +37,16 @@ type RetryOptions struct {
 
 // WithRetry returns a Store that retries calls of s failing with an error for
 // which IsTransient holds, with exponential backoff and jitter, re-sending
-// exactly the same body. It stops at once when ctx is done and then returns
-// the last error wrapped together with the context's. Get retries only the
-// opening of the stream; a failure while reading is the caller's to handle.
+// exactly the same body, within RetryOptions.Budget. It stops at once when
+// ctx is done and then returns the last error wrapped together with the
+// context's. The error of a call that ran out of budget names the
+// operation, the key, the attempts made and the last failure.
+//
+// Get bodies resume: a body that fails with a transient error while being
+// read (a reset, a cut, a stall the transport detected) is requested again
+// from the first byte not yet delivered, pinned to the same version (the
+// caller's ETag, or the one the first answer carried), so the reader sees
+// one unbroken stream or an error, never bytes of two versions.
 //
 // Retries can meet the effects of an attempt whose reply was lost: a
 // CompleteMultipart or AbortMultipart retried after a transient failure may
@@ -41,8 +55,8 @@ type RetryOptions struct {
 // produce. A CreateMultipart retried that way leaves an unused upload behind,
 // which ListMultipart shows and an abort removes.
 func WithRetry(s Store, opts RetryOptions) Store {
-	if opts.Attempts <= 0 {
-		opts.Attempts = 5
+	if opts.Budget <= 0 {
+		opts.Budget = 2 * time.Minute
 	}
 	if opts.Base <= 0 {
 		opts.Base = 200 * time.Millisecond
@@ -66,32 +80,70 @@ type retrying struct {
 
 var _ Store = (*retrying)(nil)
 
-// do runs f until it succeeds, fails for good, runs out of attempts or ctx
+// attempts tracks the tries of one call (or of one stretch of a GET body
+// without progress) against the budget.
+type attempts struct {
+	r     *retrying
+	op    string
+	key   string
+	part  int32
+	start time.Time
+	n     int // failed attempts so far
+}
+
+func (r *retrying) attempts(op, key string, part int32) *attempts {
+	return &attempts{r: r, op: op, key: key, part: part, start: time.Now()}
+}
+
+// failed records a failed attempt. It returns nil after waiting out the
+// backoff when another attempt should be made, and otherwise the error the
+// call ends with.
+func (a *attempts) failed(ctx context.Context, err error) error {
+	a.n++
+	if !IsTransient(err) {
+		return err
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("%s %q: %w (not retried: %w)", a.op, a.key, err, context.Cause(ctx))
+	}
+	elapsed := time.Since(a.start)
+	left := a.r.opts.Budget - elapsed
+	if left <= 0 || (a.r.opts.Attempts > 0 && a.n >= a.r.opts.Attempts) {
+		return fmt.Errorf("%s %q: giving up after %d attempts in %v: %w",
+			a.op, a.key, a.n, elapsed.Round(time.Millisecond), err)
+	}
+	delay := min(a.r.delay(a.n), left)
+	a.r.opts.Logger.Warn("store: retrying", "op", a.op, "key", a.key, "part", a.part,
+		"attempt", a.n+1, "delay", delay, "err", err)
+	if a.r.opts.OnRetry != nil {
+		a.r.opts.OnRetry(a.op)
+	}
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("%s %q: %w (not retried: %w)", a.op, a.key, err, context.Cause(ctx))
+	case <-timer.C:
+		return nil
+	}
+}
+
+// progressed restarts the budget: the stretch without progress begins anew.
+func (a *attempts) progressed() {
+	a.start, a.n = time.Now(), 0
+}
+
+// do runs f until it succeeds, fails for good, runs out of budget or ctx
 // is done. f gets the attempt number, starting at 1.
 func (r *retrying) do(ctx context.Context, op, key string, part int32, f func(attempt int) error) error {
-	for attempt := 1; ; attempt++ {
-		err := f(attempt)
-		if err == nil || !IsTransient(err) {
+	a := r.attempts(op, key, part)
+	for {
+		err := f(a.n + 1)
+		if err == nil {
+			return nil
+		}
+		if err := a.failed(ctx, err); err != nil {
 			return err
-		}
-		if attempt >= r.opts.Attempts {
-			return fmt.Errorf("%s %q: giving up after %d attempts: %w", op, key, attempt, err)
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("%s %q: %w (not retried: %w)", op, key, err, context.Cause(ctx))
-		}
-		delay := r.delay(attempt)
-		r.opts.Logger.Warn("store: retrying", "op", op, "key", key, "part", part,
-			"attempt", attempt+1, "delay", delay, "err", err)
-		if r.opts.OnRetry != nil {
-			r.opts.OnRetry(op)
-		}
-		timer := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return fmt.Errorf("%s %q: %w (not retried: %w)", op, key, err, context.Cause(ctx))
-		case <-timer.C:
 		}
 	}
 }
@@ -116,12 +168,13 @@ func (r *retrying) Stat(ctx context.Context, key string) (obj Object, err error)
 	return obj, err
 }
 
-func (r *retrying) Get(ctx context.Context, key string, off, length int64, etag string) (rc io.ReadCloser, err error) {
-	err = r.do(ctx, "Get", key, 0, func(int) error {
-		rc, err = r.s.Get(ctx, key, off, length, etag)
-		return err
-	})
-	return rc, err
+func (r *retrying) Get(ctx context.Context, key string, off, length int64, etag string) (io.ReadCloser, error) {
+	b := &resumingBody{r: r, ctx: ctx, key: key, off: off, left: length, etag: etag,
+		tries: r.attempts("Get", key, 0)}
+	if err := b.open(); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 func (r *retrying) List(ctx context.Context, prefix, delimiter, token string, max int) (page ListPage, err error) {

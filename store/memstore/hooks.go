@@ -3,8 +3,36 @@ package memstore
 import (
 	"context"
 	"crypto/md5"
+	"errors"
 	"fmt"
+	"io"
+
+	"github.com/partfs/partfs/store"
 )
+
+// Hang, returned by a fault hook, makes the call wait until its context
+// ends and then fail with the context's error, as a request sent to a
+// server that never answers (a blackhole) would.
+var Hang = errors.New("memstore: hang until the context ends")
+
+// BodyFault is what SetBodyFault's hook asks of one Get body. The zero
+// BodyFault delivers the body untouched.
+type BodyFault struct {
+	// Cut, when positive, ends the body after that many bytes with a
+	// transient error wrapping io.ErrUnexpectedEOF, as a reset connection.
+	Cut int64
+	// Stall, with Cut, makes the body wait after Cut bytes until the
+	// context of the Get ends, instead of failing at once.
+	Stall bool
+}
+
+// SetBodyFault installs f, consulted for every Get that returns a body.
+// nil removes it.
+func (s *Store) SetBodyFault(f func(op Op) BodyFault) {
+	s.mu.Lock()
+	s.bodyFault = f
+	s.mu.Unlock()
+}
 
 // Op describes one call, as given to the fault hooks and kept in the call log.
 type Op struct {
@@ -68,6 +96,9 @@ func (s *Store) ResetCalls() {
 	s.mu.Unlock()
 }
 
+// errHang tells before that the hook asked for Hang.
+var errHang = errors.New("hang")
+
 // before checks ctx and the fault hook. The hook runs without mu held so it
 // may call back into the Store.
 func (s *Store) before(ctx context.Context, op Op) error {
@@ -77,8 +108,60 @@ func (s *Store) before(ctx context.Context, op Op) error {
 	s.mu.Lock()
 	f := s.fault
 	s.mu.Unlock()
-	return injected(f, op)
+	err := injected(f, op)
+	if err == errHang {
+		<-ctx.Done()
+		return fmt.Errorf("memstore: %s %q: no answer: %w", op.Name, op.Key, context.Cause(ctx))
+	}
+	return err
 }
+
+// body is a Get body: the stored bytes, through the body fault hook.
+type body struct {
+	ctx   context.Context
+	op    Op
+	data  []byte
+	etag  string
+	fault BodyFault
+	done  int64
+}
+
+var _ store.Versioned = (*body)(nil)
+
+func (s *Store) newBody(ctx context.Context, op Op, data []byte, etag string) io.ReadCloser {
+	s.mu.Lock()
+	f := s.bodyFault
+	s.mu.Unlock()
+	b := &body{ctx: ctx, op: op, data: data, etag: etag}
+	if f != nil {
+		b.fault = f(op)
+	}
+	return b
+}
+
+func (b *body) ETag() string { return b.etag }
+
+func (b *body) Read(p []byte) (int, error) {
+	rest := b.data[b.done:]
+	if cut := b.fault.Cut; cut > 0 && cut < int64(len(b.data)) {
+		if b.done >= cut {
+			if b.fault.Stall {
+				<-b.ctx.Done()
+				return 0, fmt.Errorf("memstore: %s %q body stalled at %d: %w", b.op.Name, b.op.Key, b.op.Off+b.done, context.Cause(b.ctx))
+			}
+			return 0, fmt.Errorf("memstore: %s %q body cut at %d: %w: %w", b.op.Name, b.op.Key, b.op.Off+b.done, store.ErrTransient, io.ErrUnexpectedEOF)
+		}
+		rest = b.data[b.done:cut]
+	}
+	if len(rest) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, rest)
+	b.done += int64(n)
+	return n, nil
+}
+
+func (b *body) Close() error { return nil }
 
 // after consults the after-effect fault hook.
 func (s *Store) after(op Op) error {
@@ -93,6 +176,9 @@ func injected(f func(Op) error, op Op) error {
 		return nil
 	}
 	if err := f(op); err != nil {
+		if errors.Is(err, Hang) {
+			return errHang
+		}
 		return fmt.Errorf("memstore: %s %q part %d: injected: %w", op.Name, op.Key, op.Part, err)
 	}
 	return nil

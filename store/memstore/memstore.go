@@ -32,7 +32,10 @@
 // # Test aids
 //
 // SetFault and SetFaultAfter inject failures before or after a call takes
-// effect (the second one models a reply lost after the server acted); Calls
+// effect (the second one models a reply lost after the server acted); a
+// fault hook returning Hang makes the call wait until its context ends, as
+// a server that accepts a request and never answers; SetBodyFault cuts or
+// stalls Get bodies part-way, as a broken or stalled connection would; Calls
 // returns a log of every call with its part number, body size and MD5; Uploads
 // lists the multipart uploads in progress.
 package memstore
@@ -77,6 +80,7 @@ type Store struct {
 	nextUpload int                // guarded by mu
 	fault      func(Op) error     // guarded by mu
 	faultAfter func(Op) error     // guarded by mu
+	bodyFault  func(Op) BodyFault // guarded by mu
 	calls      []Call             // guarded by mu
 }
 
@@ -153,7 +157,7 @@ func (s *Store) Get(ctx context.Context, key string, off, length int64, etag str
 	if err = s.after(op); err != nil {
 		return nil, err
 	}
-	return io.NopCloser(bytes.NewReader(body)), nil
+	return s.newBody(ctx, op, body, o.etag), nil
 }
 
 // clip returns data[off:off+length], cut at the end of data; length < 0
