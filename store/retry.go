@@ -80,6 +80,10 @@ type retrying struct {
 
 var _ Store = (*retrying)(nil)
 
+// badDigestAttempts is how often a body the server found corrupted
+// (ErrBadDigest) is sent.
+const badDigestAttempts = 5
+
 // attempts tracks the tries of one call (or of one stretch of a GET body
 // without progress) against the budget.
 type attempts struct {
@@ -108,7 +112,10 @@ func (a *attempts) failed(ctx context.Context, err error) error {
 	}
 	elapsed := time.Since(a.start)
 	left := a.r.opts.Budget - elapsed
-	if left <= 0 || (a.r.opts.Attempts > 0 && a.n >= a.r.opts.Attempts) {
+	// A BadDigest that persists is not the network: the same bytes will
+	// keep failing, so it gets a few attempts, not the whole budget.
+	badDigest := errors.Is(err, ErrBadDigest) && a.n >= badDigestAttempts
+	if left <= 0 || badDigest || (a.r.opts.Attempts > 0 && a.n >= a.r.opts.Attempts) {
 		return fmt.Errorf("%s %q: giving up after %d attempts in %v: %w",
 			a.op, a.key, a.n, elapsed.Round(time.Millisecond), err)
 	}

@@ -23,6 +23,20 @@ const (
 	// closes the connection instead of relaying the answer: the client cannot
 	// tell whether the request took effect.
 	FaultDropResponse
+	// FaultCutResponse forwards the request and relays the answer's status,
+	// headers and the first After bytes of its body, then closes the
+	// connection (RST): a body cut in the middle.
+	FaultCutResponse
+	// FaultStallResponse forwards the request and relays the status, headers
+	// and the first After bytes of the body, then sends nothing more while
+	// keeping the connection open, for Hold (until the client hangs up or
+	// the proxy closes when Hold is 0); then it closes the connection.
+	FaultStallResponse
+	// FaultBlackhole neither reads the request body nor answers: the
+	// connection stays open, silent, for Hold (0: until the proxy closes),
+	// as a server that accepted the connection and then died. The server
+	// never sees the request.
+	FaultBlackhole
 )
 
 func (k FaultKind) String() string {
@@ -35,6 +49,12 @@ func (k FaultKind) String() string {
 		return "drop"
 	case FaultDropResponse:
 		return "drop-response"
+	case FaultCutResponse:
+		return "cut-response"
+	case FaultStallResponse:
+		return "stall-response"
+	case FaultBlackhole:
+		return "blackhole"
 	}
 	return fmt.Sprintf("FaultKind(%d)", int(k))
 }
@@ -52,6 +72,13 @@ type Fault struct {
 	Body   []byte
 	// DropAfter is how many request body bytes a FaultDrop reads first.
 	DropAfter int64
+	// After is how many response body bytes a FaultCutResponse or
+	// FaultStallResponse relays first.
+	After int64
+	// Hold is how long a FaultStallResponse or FaultBlackhole keeps the
+	// connection silent; 0 means until the client hangs up (stall) or the
+	// proxy closes.
+	Hold time.Duration
 }
 
 // FaultFunc decides the fault for a request. It is called once per request,
@@ -92,3 +119,18 @@ func DropResponse() Fault { return Fault{Kind: FaultDropResponse} }
 
 // Delay forwards the request after d.
 func Delay(d time.Duration) Fault { return Fault{Delay: d} }
+
+// CutResponse relays the answer up to after bytes of its body and then
+// closes the connection.
+func CutResponse(after int64) Fault { return Fault{Kind: FaultCutResponse, After: after} }
+
+// StallResponse relays the answer up to after bytes of its body and then
+// sends nothing more, keeping the connection open for hold (0: until the
+// client hangs up).
+func StallResponse(after int64, hold time.Duration) Fault {
+	return Fault{Kind: FaultStallResponse, After: after, Hold: hold}
+}
+
+// Blackhole accepts the request and never reads nor answers it, for hold
+// (0: until the proxy closes).
+func Blackhole(hold time.Duration) Fault { return Fault{Kind: FaultBlackhole, Hold: hold} }

@@ -16,7 +16,11 @@
 // SetFault installs a hook that sees each request before its body is read and
 // may answer with a status (SlowDown, InternalError, any S3 error), drop the
 // connection before or in the middle of the body, drop the answer after the
-// server acted, or delay the request.
+// server acted, cut or stall the answer's body after some bytes, hold the
+// request without reading or answering it (a blackhole), or delay it. Down
+// and Up take the proxy off the network and back, as a server that is
+// restarted: while down, connections are refused and those open are
+// closed.
 //
 // # Signatures
 //
@@ -67,9 +71,13 @@ type Proxy struct {
 	log       *slog.Logger
 
 	mu       sync.Mutex
-	fault    FaultFunc  // guarded by mu
-	requests []*Request // guarded by mu; records are updated in place under mu
-	seq      int        // guarded by mu
+	addr     string                // guarded by mu; the address listened on
+	down     bool                  // guarded by mu
+	gone     chan struct{}         // guarded by mu; closed when the proxy goes down or closes
+	conns    map[net.Conn]struct{} // guarded by mu; the client connections open
+	fault    FaultFunc             // guarded by mu
+	requests []*Request            // guarded by mu; records are updated in place under mu
+	seq      int                   // guarded by mu
 }
 
 // New starts a proxy in front of opts.Target.
@@ -93,6 +101,9 @@ func New(opts Options) (*Proxy, error) {
 		target:   target,
 		listener: ln,
 		log:      log,
+		addr:     ln.Addr().String(),
+		gone:     make(chan struct{}),
+		conns:    make(map[net.Conn]struct{}),
 		transport: &http.Transport{
 			Proxy:                 nil, // always straight to the target
 			DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
@@ -108,6 +119,7 @@ func New(opts Options) (*Proxy, error) {
 		Handler:           p,
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ConnState:         p.track,
 	}
 	go p.server.Serve(ln) //nolint:errcheck // returns ErrServerClosed on Close
 	return p, nil
@@ -125,13 +137,75 @@ func Start(tb testing.TB, target string) *Proxy {
 }
 
 // URL is the proxy's base URL, to be given to the client as its endpoint.
-func (p *Proxy) URL() string { return "http://" + p.listener.Addr().String() }
+func (p *Proxy) URL() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return "http://" + p.addr
+}
 
 // Close stops the proxy and closes every connection.
 func (p *Proxy) Close() error {
+	p.mu.Lock()
+	if !p.down {
+		close(p.gone)
+		p.down = true
+	}
+	p.mu.Unlock()
 	err := p.server.Close()
 	p.transport.CloseIdleConnections()
 	return err
+}
+
+// track keeps the set of open client connections for Down.
+func (p *Proxy) track(c net.Conn, state http.ConnState) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch state {
+	case http.StateNew:
+		p.conns[c] = struct{}{}
+	case http.StateClosed, http.StateHijacked:
+		delete(p.conns, c)
+	}
+}
+
+// Down stops listening, so that new connections are refused, and closes
+// every open connection, ending the requests in flight (held ones too).
+func (p *Proxy) Down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.down {
+		return
+	}
+	p.down = true
+	close(p.gone)
+	p.listener.Close()
+	for c := range p.conns {
+		c.Close()
+	}
+	p.transport.CloseIdleConnections()
+}
+
+// Up listens again, on the same address, after Down.
+func (p *Proxy) Up() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.down {
+		return nil
+	}
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		return fmt.Errorf("s3proxy: listen again on %s: %w", p.addr, err)
+	}
+	p.listener, p.down, p.gone = ln, false, make(chan struct{})
+	go p.server.Serve(ln) //nolint:errcheck // returns when the listener closes
+	return nil
+}
+
+// goneCh returns the channel closed when the proxy next goes down.
+func (p *Proxy) goneCh() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.gone
 }
 
 // SetFault installs f (nil: forward everything) for requests arriving from
@@ -283,6 +357,11 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, body *hashingReade
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		return 0, hangUp(w)
+	case FaultBlackhole:
+		p.hold(r, f.Hold, false)
+		return 0, "blackholed; " + hangUp(w)
+	case FaultCutResponse, FaultStallResponse:
+		return p.relayPart(w, r, body, f)
 	default:
 		return p.relay(w, r, body)
 	}
@@ -309,6 +388,53 @@ func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, body *hashingReade
 		return resp.StatusCode, "relay response body: " + err.Error()
 	}
 	return resp.StatusCode, ""
+}
+
+// relayPart relays the answer to r up to f.After bytes of its body, then
+// cuts the connection (FaultCutResponse) or holds it silent first
+// (FaultStallResponse).
+func (p *Proxy) relayPart(w http.ResponseWriter, r *http.Request, body *hashingReader, f Fault) (int, string) {
+	resp, err := p.forward(r, body)
+	if err != nil {
+		return 0, hangUp(w) + "; " + err.Error()
+	}
+	defer resp.Body.Close()
+	for k, v := range resp.Header {
+		if !hopByHop(k) {
+			w.Header()[k] = v
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	sent, _ := io.CopyN(w, resp.Body, f.After)
+	if fl, ok := w.(http.Flusher); ok {
+		fl.Flush()
+	}
+	what := fmt.Sprintf("body cut after %d bytes", sent)
+	if f.Kind == FaultStallResponse {
+		p.hold(r, f.Hold, true)
+		what = fmt.Sprintf("body stalled after %d bytes", sent)
+	}
+	return resp.StatusCode, what + "; " + hangUp(w)
+}
+
+// hold waits for d (0: without end), until the proxy goes down or closes,
+// or, when clientGone, until the client hangs up.
+func (p *Proxy) hold(r *http.Request, d time.Duration, clientGone bool) {
+	var timeout <-chan time.Time
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timeout = t.C
+	}
+	var client <-chan struct{}
+	if clientGone {
+		client = r.Context().Done()
+	}
+	select {
+	case <-timeout:
+	case <-client:
+	case <-p.goneCh():
+	}
 }
 
 // forward sends r to the target with the same request line, Host and

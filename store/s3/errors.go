@@ -69,6 +69,19 @@ func (s *Store) wrapErr(ctx context.Context, op, key string, err error) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
+// failed is wrapErr for a request made under watch w: a request its watch
+// abandoned is transient, whatever error the SDK made of the cancellation.
+func (s *Store) failed(w *watch, op, key string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var stalled *stallError
+	if errors.As(context.Cause(w.ctx), &stalled) && w.parent.Err() == nil {
+		return fmt.Errorf("s3 %s %q: %w: %w (%w)", op, key, store.ErrTransient, stalled, err)
+	}
+	return s.wrapErr(w.parent, op, key, err)
+}
+
 // classify returns the store sentinel for err, or nil.
 func classify(err error) error {
 	var apiErr smithy.APIError

@@ -42,9 +42,11 @@ func (s *Store) List(ctx context.Context, prefix, delimiter, token string, limit
 	if limit > 0 {
 		in.MaxKeys = aws.Int32(int32(min(max(limit, 2), 1000)))
 	}
-	out, err := s.client.ListObjectsV2(ctx, in)
+	w := s.watch(ctx, false)
+	out, err := s.client.ListObjectsV2(w.ctx, in)
+	w.end()
 	if err != nil {
-		return store.ListPage{}, s.wrapErr(ctx, "list", prefix, err)
+		return store.ListPage{}, s.failed(w, "list", prefix, err)
 	}
 	page, last, trimmed := mergePage(out.Contents, out.CommonPrefixes, limit)
 	switch {

@@ -1,7 +1,6 @@
 package s3
 
 import (
-	"bytes"
 	"context"
 	"crypto/md5"
 	"encoding/base64"
@@ -24,9 +23,11 @@ func (s *Store) CreateMultipart(ctx context.Context, key string, opts store.PutO
 	}
 	in.ServerSideEncryption, in.SSEKMSKeyId = s.sse.server()
 	in.SSECustomerAlgorithm, in.SSECustomerKey, in.SSECustomerKeyMD5 = s.sse.customer()
-	out, err := s.client.CreateMultipartUpload(ctx, in)
+	w := s.watch(ctx, false)
+	out, err := s.client.CreateMultipartUpload(w.ctx, in)
+	w.end()
 	if err != nil {
-		return "", s.wrapErr(ctx, "create multipart upload", key, err)
+		return "", s.failed(w, "create multipart upload", key, err)
 	}
 	return aws.ToString(out.UploadId), nil
 }
@@ -47,19 +48,21 @@ func (s *Store) UploadPart(ctx context.Context, key, uploadID string, n int32, d
 	if err := checkPart("upload part", key, n, int64(len(data))); err != nil {
 		return store.Part{}, err
 	}
+	w := s.watch(ctx, false)
+	defer w.end()
 	in := &s3.UploadPartInput{
 		Bucket:        &s.bucket,
 		Key:           &key,
 		UploadId:      &uploadID,
 		PartNumber:    aws.Int32(n),
-		Body:          bytes.NewReader(data),
+		Body:          s.sendBody(w, data),
 		ContentLength: aws.Int64(int64(len(data))),
 		ContentMD5:    aws.String(base64.StdEncoding.EncodeToString(sum[:])),
 	}
 	in.SSECustomerAlgorithm, in.SSECustomerKey, in.SSECustomerKeyMD5 = s.sse.customer()
-	out, err := s.client.UploadPart(ctx, in, s.bodyOpts...)
+	out, err := s.client.UploadPart(w.ctx, in, s.bodyOpts...)
 	if err != nil {
-		return store.Part{}, s.wrapErr(ctx, "upload part "+strconv.Itoa(int(n))+" of", key, err)
+		return store.Part{}, s.failed(w, "upload part "+strconv.Itoa(int(n))+" of", key, err)
 	}
 	return store.Part{Number: n, ETag: unquote(aws.ToString(out.ETag)), Size: int64(len(data))}, nil
 }
@@ -85,9 +88,11 @@ func (s *Store) UploadPartCopy(ctx context.Context, key, uploadID string, n int3
 	}
 	in.SSECustomerAlgorithm, in.SSECustomerKey, in.SSECustomerKeyMD5 = s.sse.customer()
 	in.CopySourceSSECustomerAlgorithm, in.CopySourceSSECustomerKey, in.CopySourceSSECustomerKeyMD5 = s.sse.customer()
-	out, err := s.client.UploadPartCopy(ctx, in)
+	w := s.watch(ctx, true)
+	out, err := s.client.UploadPartCopy(w.ctx, in)
+	w.end()
 	if err != nil {
-		return store.Part{}, s.wrapErr(ctx, "copy part "+strconv.Itoa(int(n))+" from "+strconv.Quote(src)+" to", key, err)
+		return store.Part{}, s.failed(w, "copy part "+strconv.Itoa(int(n))+" from "+strconv.Quote(src)+" to", key, err)
 	}
 	p := store.Part{Number: n, Size: length}
 	if r := out.CopyPartResult; r != nil {
@@ -118,9 +123,11 @@ func (s *Store) CompleteMultipart(ctx context.Context, key, uploadID string, par
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: completed},
 	}
 	in.SSECustomerAlgorithm, in.SSECustomerKey, in.SSECustomerKeyMD5 = s.sse.customer()
-	out, err := s.client.CompleteMultipartUpload(ctx, in)
+	w := s.watch(ctx, true)
+	out, err := s.client.CompleteMultipartUpload(w.ctx, in)
+	w.end()
 	if err != nil {
-		return store.Object{}, s.wrapErr(ctx, "complete", key, err)
+		return store.Object{}, s.failed(w, "complete", key, err)
 	}
 	obj := store.Object{Key: key, Size: size, ETag: unquote(aws.ToString(out.ETag)), LastModified: serverTime(out.ResultMetadata)}
 	if !sized {
@@ -133,12 +140,16 @@ func (s *Store) CompleteMultipart(ctx context.Context, key, uploadID string, par
 // upload, because MinIO answers success to aborting an upload that was
 // already aborted or completed where S3 answers NoSuchUpload.
 func (s *Store) AbortMultipart(ctx context.Context, key, uploadID string) error {
-	_, err := s.client.ListParts(ctx, &s3.ListPartsInput{Bucket: &s.bucket, Key: &key, UploadId: &uploadID, MaxParts: aws.Int32(1)})
+	w := s.watch(ctx, false)
+	_, err := s.client.ListParts(w.ctx, &s3.ListPartsInput{Bucket: &s.bucket, Key: &key, UploadId: &uploadID, MaxParts: aws.Int32(1)})
+	w.end()
 	if err != nil {
-		return s.wrapErr(ctx, "abort", key, err)
+		return s.failed(w, "abort", key, err)
 	}
-	_, err = s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &key, UploadId: &uploadID})
-	return s.wrapErr(ctx, "abort", key, err)
+	w = s.watch(ctx, false)
+	_, err = s.client.AbortMultipartUpload(w.ctx, &s3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &key, UploadId: &uploadID})
+	w.end()
+	return s.failed(w, "abort", key, err)
 }
 
 // ListMultipart implements store.Store, following every page. It lists the
@@ -149,9 +160,11 @@ func (s *Store) ListMultipart(ctx context.Context, prefix string) ([]store.Uploa
 	in := &s3.ListMultipartUploadsInput{Bucket: &s.bucket}
 	var ups []store.Upload
 	for {
-		out, err := s.client.ListMultipartUploads(ctx, in)
+		w := s.watch(ctx, false)
+		out, err := s.client.ListMultipartUploads(w.ctx, in)
+		w.end()
 		if err != nil {
-			return nil, s.wrapErr(ctx, "list uploads", prefix, err)
+			return nil, s.failed(w, "list uploads", prefix, err)
 		}
 		for _, u := range out.Uploads {
 			if key := aws.ToString(u.Key); strings.HasPrefix(key, prefix) {

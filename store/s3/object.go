@@ -39,9 +39,11 @@ func (s *Store) head(ctx context.Context, op, key, etag string) (store.Object, e
 		in.IfMatch = aws.String(quote(etag))
 	}
 	in.SSECustomerAlgorithm, in.SSECustomerKey, in.SSECustomerKeyMD5 = s.sse.customer()
-	out, err := s.client.HeadObject(ctx, in)
+	w := s.watch(ctx, false)
+	out, err := s.client.HeadObject(w.ctx, in)
+	w.end()
 	if err != nil {
-		return store.Object{}, s.wrapErr(ctx, op, key, err)
+		return store.Object{}, s.failed(w, op, key, err)
 	}
 	return store.Object{
 		Key:          key,
@@ -74,16 +76,19 @@ func (s *Store) Get(ctx context.Context, key string, off, length int64, etag str
 		in.Range = aws.String(byteRange(off, length))
 	}
 	in.SSECustomerAlgorithm, in.SSECustomerKey, in.SSECustomerKeyMD5 = s.sse.customer()
-	out, err := s.client.GetObject(ctx, in)
+	w := s.watch(ctx, false)
+	out, err := s.client.GetObject(w.ctx, in)
 	if err != nil {
+		w.end()
 		// A precondition is checked before the range, so a 416 means
 		// the (right) object is shorter than off.
 		if httpStatus(err) == http.StatusRequestedRangeNotSatisfiable {
 			return io.NopCloser(bytes.NewReader(nil)), nil
 		}
-		return nil, s.wrapErr(ctx, "get", key, err)
+		return nil, s.failed(w, "get", key, err)
 	}
-	return &body{ReadCloser: out.Body, s: s, ctx: ctx, key: key}, nil
+	w.pause() // until the reader asks for bytes
+	return &body{ReadCloser: out.Body, s: s, w: w, key: key, etag: unquote(aws.ToString(out.ETag))}, nil
 }
 
 // byteRange is the Range header for length bytes at off (length < 0: to the
@@ -96,20 +101,35 @@ func byteRange(off, length int64) string {
 }
 
 // body maps failures while reading a GET body onto the store sentinels, so
-// that a connection reset midway reads as store.ErrTransient.
+// that a connection reset midway reads as store.ErrTransient, and watches
+// each Read: one that waits IOTimeout without a byte abandons the
+// connection (a stalled body), also as store.ErrTransient.
 type body struct {
 	io.ReadCloser
-	s   *Store
-	ctx context.Context
-	key string
+	s    *Store
+	w    *watch
+	key  string
+	etag string
 }
 
+var _ store.Versioned = (*body)(nil)
+
+func (b *body) ETag() string { return b.etag }
+
 func (b *body) Read(p []byte) (int, error) {
+	b.w.arm("waiting for body bytes", b.w.io)
 	n, err := b.ReadCloser.Read(p)
+	b.w.pause()
 	if err != nil && err != io.EOF {
-		err = b.s.wrapErr(b.ctx, "read", b.key, err)
+		err = b.s.failed(b.w, "read", b.key, err)
 	}
 	return n, err
+}
+
+func (b *body) Close() error {
+	err := b.ReadCloser.Close()
+	b.w.end()
+	return err
 }
 
 // Put implements store.Store.
@@ -117,10 +137,12 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, sum [md5.Size]
 	if int64(len(data)) > store.MaxPutSize {
 		return store.Object{}, fmt.Errorf("s3 put %q of %d bytes: %w", key, len(data), store.ErrTooLarge)
 	}
+	w := s.watch(ctx, false)
+	defer w.end()
 	in := &s3.PutObjectInput{
 		Bucket:        &s.bucket,
 		Key:           &key,
-		Body:          bytes.NewReader(data),
+		Body:          s.sendBody(w, data),
 		ContentLength: aws.Int64(int64(len(data))),
 		ContentMD5:    aws.String(base64.StdEncoding.EncodeToString(sum[:])),
 		Metadata:      opts.Metadata,
@@ -130,9 +152,9 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, sum [md5.Size]
 	}
 	in.ServerSideEncryption, in.SSEKMSKeyId = s.sse.server()
 	in.SSECustomerAlgorithm, in.SSECustomerKey, in.SSECustomerKeyMD5 = s.sse.customer()
-	out, err := s.client.PutObject(ctx, in, s.bodyOpts...)
+	out, err := s.client.PutObject(w.ctx, in, s.bodyOpts...)
 	if err != nil {
-		return store.Object{}, s.wrapErr(ctx, "put", key, err)
+		return store.Object{}, s.failed(w, "put", key, err)
 	}
 	return store.Object{
 		Key:          key,
@@ -169,9 +191,11 @@ func (s *Store) Copy(ctx context.Context, src, dst, srcETag string, opts *store.
 	in.ServerSideEncryption, in.SSEKMSKeyId = s.sse.server()
 	in.SSECustomerAlgorithm, in.SSECustomerKey, in.SSECustomerKeyMD5 = s.sse.customer()
 	in.CopySourceSSECustomerAlgorithm, in.CopySourceSSECustomerKey, in.CopySourceSSECustomerKeyMD5 = s.sse.customer()
-	out, err := s.client.CopyObject(ctx, in)
+	w := s.watch(ctx, true)
+	out, err := s.client.CopyObject(w.ctx, in)
+	w.end()
 	if err != nil {
-		return store.Object{}, s.wrapErr(ctx, "copy", src+" to "+dst, err)
+		return store.Object{}, s.failed(w, "copy", src+" to "+dst, err)
 	}
 	obj := store.Object{Key: dst, Size: from.Size, LastModified: serverTime(out.ResultMetadata)}
 	if r := out.CopyObjectResult; r != nil {
@@ -185,7 +209,9 @@ func (s *Store) Copy(ctx context.Context, src, dst, srcETag string, opts *store.
 
 // Delete implements store.Store.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key})
+	w := s.watch(ctx, false)
+	_, err := s.client.DeleteObject(w.ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key})
+	w.end()
 	if err == nil {
 		return nil
 	}

@@ -18,6 +18,15 @@
 // AWS_CA_BUNDLE or Options.CABundle names a CA bundle, the SDK refuses any
 // other client.
 //
+// # Stalled connections
+//
+// Every request is watched (watch.go): a connection on which no byte moves
+// for Options.IOTimeout, while the body is sent, while an ordinary answer is
+// awaited or while a reader waits for GET body bytes, is closed and the
+// request fails with store.ErrTransient, which store.WithRetry retries (a
+// GET body from the first byte not yet read). A server that accepts a
+// connection and never reads the body is caught the same way.
+//
 // # Errors
 //
 // Failures are wrapped with the operation and key and mapped onto the store
@@ -82,9 +91,19 @@ type Options struct {
 	MaxConns int
 	// ConnectTimeout bounds dialing and the TLS handshake; default 5s.
 	ConnectTimeout time.Duration
-	// ResponseHeaderTimeout bounds the wait for response headers once a
-	// request has been sent; default 2m, because a server may think for a
-	// while before answering a large CompleteMultipart or UploadPartCopy.
+	// IOTimeout is how long a request may go without a byte moving, in
+	// either direction, before its connection is closed and the request
+	// fails as transient (store.WithRetry then retries it): while sending
+	// the body (a server that accepts the connection and never reads), while
+	// waiting for the answer to an ordinary request, and while a reader
+	// waits for the next bytes of a GET body. Default 30s: a busy server
+	// answers an ordinary request, or sends the next bytes of a body, well
+	// within it, and a dead connection costs a small share of the retry
+	// budget.
+	IOTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for the answer to the requests
+	// a server may think about for a while (CompleteMultipart of many
+	// parts, UploadPartCopy and CopyObject of gigabytes); default 2m.
 	ResponseHeaderTimeout time.Duration
 	// CheckTimeout bounds CheckBucket as a whole; default 10s.
 	CheckTimeout time.Duration
@@ -200,6 +219,9 @@ func applyDefaults(opts *Options) {
 	if opts.ConnectTimeout <= 0 {
 		opts.ConnectTimeout = 5 * time.Second
 	}
+	if opts.IOTimeout <= 0 {
+		opts.IOTimeout = 30 * time.Second
+	}
 	if opts.ResponseHeaderTimeout <= 0 {
 		opts.ResponseHeaderTimeout = 2 * time.Minute
 	}
@@ -256,7 +278,8 @@ func newHTTPClient(opts Options) *awshttp.BuildableClient {
 			tr.MaxIdleConnsPerHost = opts.MaxConns
 			tr.MaxIdleConns = opts.MaxConns
 			tr.TLSHandshakeTimeout = opts.ConnectTimeout
-			tr.ResponseHeaderTimeout = opts.ResponseHeaderTimeout
+			// A backstop behind each request's watch (watch.go).
+			tr.ResponseHeaderTimeout = max(opts.ResponseHeaderTimeout, opts.IOTimeout) + opts.IOTimeout
 			tr.ExpectContinueTimeout = time.Second
 			// Ranged reads must see the stored bytes, never a
 			// transparently decompressed body.
