@@ -27,7 +27,7 @@ func readAll(b *testing.B, c *Cache, obj store.Object, p []byte) {
 	r := c.Open(obj)
 	defer r.Close()
 	for off := int64(0); off < obj.Size; off += int64(len(p)) {
-		if _, err := r.ReadAt(context.Background(), p, off); err != nil && err != io.EOF {
+		if _, err := readerAt(context.Background(), r, p, off); err != nil && err != io.EOF {
 			b.Fatal(err)
 		}
 	}

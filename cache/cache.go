@@ -37,7 +37,7 @@
 // # Handles and read-ahead
 //
 // Open returns a Reader for one open file handle; the fs layer calls
-// Reader.ReadAt for every FUSE read of that handle and Reader.Close on
+// Reader.Slices for every FUSE read of that handle and Reader.Close on
 // release. A Reader watches where its reads land. After two reads in a row
 // that continue where the previous ones ended, give or take
 // Options.SequentialSlack (the kernel sends its own read-ahead as several
@@ -87,11 +87,10 @@
 //
 //	obj, err := meta.Stat(ctx, key)    // LOOKUP, GETATTR, and OPEN (close-to-open)
 //	r := c.Open(obj)                   // OPEN for reading: one Reader per handle
-//	n, err := r.ReadAt(ctx, dest, off) // READ; io.EOF at the end, like io.ReaderAt
+//	bs, err := r.Slices(ctx, off, n)   // READ: the bytes as slices of cached blocks; io.EOF at the end
 //	r.Close()                          // RELEASE
 //
 //	l, err := meta.ReadDir(ctx, prefix)     // READDIR (l.Next != "": continue with st.List)
-//	l, err := meta.ReadDirPlus(ctx, prefix) // READDIRPLUS: metadata of every object
 //
 //	meta.Update(obj)             // after this mount's Put/CompleteMultipart/Copy of obj.Key
 //	meta.Invalidate(key)         // after a Delete of key, or any change whose result is unknown
@@ -112,7 +111,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+
 	"log/slog"
 	"strconv"
 	"sync"
@@ -283,72 +282,9 @@ func New(st store.Store, opts Options) (*Cache, error) {
 	}, nil
 }
 
-// ReadAt fills p from obj (Key, ETag, Size) at off; it returns io.EOF at or
-// past the end like io.ReaderAt. A changed object yields
-// store.ErrPrecondition. It never reads ahead: file handles should use Open.
-func (c *Cache) ReadAt(ctx context.Context, obj store.Object, p []byte, off int64) (int, error) {
-	return c.readAt(ctx, obj, p, off, c.readBlocks)
-}
-
-// readAt clips p to obj, reads the bytes within it with read (or around the
-// cache when obj has no ETag, since blocks without one could mix versions),
-// and reports io.EOF for a read reaching the end, like io.ReaderAt.
-func (c *Cache) readAt(ctx context.Context, obj store.Object, p []byte, off int64, read func(context.Context, store.Object, []byte, int64) error) (int, error) {
-	if off < 0 {
-		return 0, fmt.Errorf("cache: read %q at negative offset %d", obj.Key, off)
-	}
-	if off >= obj.Size {
-		return 0, io.EOF
-	}
-	n := int(min(int64(len(p)), obj.Size-off))
-	if n > 0 {
-		var err error
-		if obj.ETag == "" {
-			err = c.readDirect(ctx, obj, p[:n], off)
-		} else {
-			err = read(ctx, obj, p[:n], off)
-		}
-		if err != nil {
-			return 0, err
-		}
-	}
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
-}
-
-// fill copies block i's share of the range of p (at off) from b.
-func (c *Cache) fill(p []byte, off, i int64, b []byte) {
-	start := i * c.blockSize
-	lo := max(off, start)
-	hi := min(off+int64(len(p)), start+int64(len(b)))
-	copy(p[lo-off:hi-off], b[lo-start:hi-start])
-}
-
 // blockFunc receives the whole of block i. Calls for different blocks may
 // run concurrently.
 type blockFunc func(i int64, b []byte)
-
-// readBlocks fills p, which lies within obj, from the blocks covering it.
-func (c *Cache) readBlocks(ctx context.Context, obj store.Object, p []byte, off int64) error {
-	first := off / c.blockSize
-	last := (off + int64(len(p)) - 1) / c.blockSize
-	var missing []int64
-	for i := first; i <= last; i++ {
-		b, ok, err := c.lookup(obj, i)
-		if err != nil {
-			return err
-		}
-		if ok {
-			c.fill(p, off, i, b)
-		} else {
-			missing = append(missing, i)
-		}
-	}
-	c.hits.Add(last - first + 1 - int64(len(missing)))
-	return c.fetchMissing(ctx, obj, missing, func(i int64, b []byte) { c.fill(p, off, i, b) })
-}
 
 // fetchMissing hands each listed block of obj to got, fetching them.
 func (c *Cache) fetchMissing(ctx context.Context, obj store.Object, missing []int64, got blockFunc) error {
@@ -379,15 +315,12 @@ func (c *Cache) fetchMissing(ctx context.Context, obj store.Object, missing []in
 	return g.Wait()
 }
 
-// readDirect reads p from obj at off with one unpinned Get.
+// readDirect reads p from obj at off, bypassing the blocks: an object
+// without an ETag could mix versions in them. The one Get is pinned to the
+// version its answer names, if any.
 func (c *Cache) readDirect(ctx context.Context, obj store.Object, p []byte, off int64) error {
 	c.countGet(int64(len(p)))
-	rc, err := c.st.Get(ctx, obj.Key, off, int64(len(p)), "")
-	if err != nil {
-		return fmt.Errorf("cache: read %q at %d: %w", obj.Key, off, err)
-	}
-	defer rc.Close()
-	if _, err := io.ReadFull(rc, p); err != nil {
+	if _, err := store.ReadAt(ctx, c.st, obj.Key, "", p, off); err != nil {
 		return fmt.Errorf("cache: read %q at %d: %w", obj.Key, off, err)
 	}
 	return nil
@@ -516,13 +449,8 @@ func (c *Cache) fetch(ctx context.Context, obj store.Object, i int64) ([]byte, e
 	off, n := i*c.blockSize, c.blockLen(obj, i)
 	c.log.Debug("cache: fetching block", "key", obj.Key, "block", i, "off", off, "len", n)
 	c.countGet(n)
-	rc, err := c.st.Get(ctx, obj.Key, off, n, obj.ETag)
-	if err != nil {
-		return nil, fmt.Errorf("cache: read %q block %d: %w", obj.Key, i, err)
-	}
-	defer rc.Close()
 	b := make([]byte, n)
-	if _, err := io.ReadFull(rc, b); err != nil {
+	if _, err := store.ReadAt(ctx, c.st, obj.Key, obj.ETag, b, off); err != nil {
 		// A short body means the object is shorter than obj.Size claims.
 		return nil, fmt.Errorf("cache: read %q block %d: %w", obj.Key, i, err)
 	}

@@ -66,7 +66,7 @@ func TestReadAt(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%d+%d", tt.off, tt.n), func(t *testing.T) {
 			got := make([]byte, tt.n)
-			n, err := c.ReadAt(context.Background(), obj, got, tt.off)
+			n, err := cacheReadAt(c, context.Background(), obj, got, tt.off)
 			want := make([]byte, tt.n)
 			wn, werr := ref.ReadAt(want, tt.off)
 			if n != wn || err != werr || !bytes.Equal(got[:n], want[:wn]) {
@@ -74,7 +74,7 @@ func TestReadAt(t *testing.T) {
 			}
 		})
 	}
-	if _, err := c.ReadAt(context.Background(), obj, make([]byte, 1), -1); err == nil {
+	if _, err := cacheReadAt(c, context.Background(), obj, make([]byte, 1), -1); err == nil {
 		t.Fatal("ReadAt at a negative offset succeeded")
 	}
 }
@@ -83,7 +83,7 @@ func TestHitsAndBlockRanges(t *testing.T) {
 	mem, c, obj, data := setup(t, 2500)
 	ctx := context.Background()
 	p := make([]byte, 2500)
-	if n, err := c.ReadAt(ctx, obj, p, 0); n != 2500 || err != nil || !bytes.Equal(p, data) {
+	if n, err := cacheReadAt(c, ctx, obj, p, 0); n != 2500 || err != nil || !bytes.Equal(p, data) {
 		t.Fatalf("ReadAt = %d, %v", n, err)
 	}
 	if got := gets(mem); len(got) != 3 {
@@ -97,7 +97,7 @@ func TestHitsAndBlockRanges(t *testing.T) {
 	c.blocks.Wait()
 	mem.ResetCalls()
 	for _, off := range []int64{0, 500, 1999, 2400} {
-		if _, err := c.ReadAt(ctx, obj, make([]byte, 100), off); err != nil && err != io.EOF {
+		if _, err := cacheReadAt(c, ctx, obj, make([]byte, 100), off); err != nil && err != io.EOF {
 			t.Fatal(err)
 		}
 	}
@@ -109,7 +109,7 @@ func TestHitsAndBlockRanges(t *testing.T) {
 func TestGetsArePinned(t *testing.T) {
 	mem, c, obj, data := setup(t, 2000)
 	ctx := context.Background()
-	if _, err := c.ReadAt(ctx, obj, make([]byte, 10), 0); err != nil {
+	if _, err := cacheReadAt(c, ctx, obj, make([]byte, 10), 0); err != nil {
 		t.Fatal(err)
 	}
 	c.blocks.Wait()
@@ -118,15 +118,15 @@ func TestGetsArePinned(t *testing.T) {
 
 	// The new version gets blocks of its own, never the old bytes.
 	p := make([]byte, 2000)
-	if _, err := c.ReadAt(ctx, obj2, p, 0); err != nil || !bytes.Equal(p, v2) {
+	if _, err := cacheReadAt(c, ctx, obj2, p, 0); err != nil || !bytes.Equal(p, v2) {
 		t.Fatalf("read of the new version: %v, bytes equal %v", err, bytes.Equal(p, v2))
 	}
 	// The old version's cached block still reads as the old version...
-	if _, err := c.ReadAt(ctx, obj, p[:10], 0); err != nil || !bytes.Equal(p[:10], data[:10]) {
+	if _, err := cacheReadAt(c, ctx, obj, p[:10], 0); err != nil || !bytes.Equal(p[:10], data[:10]) {
 		t.Fatalf("cached block of the old version: %v", err)
 	}
 	// ...and an uncached one is refused rather than mixed in.
-	if _, err := c.ReadAt(ctx, obj, p[:10], 1500); !errors.Is(err, store.ErrPrecondition) {
+	if _, err := cacheReadAt(c, ctx, obj, p[:10], 1500); !errors.Is(err, store.ErrPrecondition) {
 		t.Fatalf("uncached block of a replaced version: %v, want ErrPrecondition", err)
 	}
 }
@@ -180,7 +180,7 @@ func TestConcurrentMissesShareOneGet(t *testing.T) {
 		wg.Go(func() {
 			p := make([]byte, 100)
 			off := int64(1000 + 100*r) // all within block 1
-			if _, err := c.ReadAt(context.Background(), obj, p, off); err != nil {
+			if _, err := cacheReadAt(c, context.Background(), obj, p, off); err != nil {
 				errs <- err
 			} else if !bytes.Equal(p, data[off:off+100]) {
 				errs <- fmt.Errorf("reader %d got the wrong bytes", r)
@@ -219,14 +219,14 @@ func TestWaiterOutlivesFetcher(t *testing.T) {
 	})
 	fetcherErr := make(chan error, 1)
 	go func() {
-		_, err := c.ReadAt(context.Background(), obj, make([]byte, 10), 0)
+		_, err := cacheReadAt(c, context.Background(), obj, make([]byte, 10), 0)
 		fetcherErr <- err
 	}()
 	waitForWaiters(t, c, obj, 0, 0) // the fetch is under way
 	waiterErr := make(chan error, 1)
 	p := make([]byte, 10)
 	go func() {
-		_, err := c.ReadAt(context.Background(), obj, p, 0)
+		_, err := cacheReadAt(c, context.Background(), obj, p, 0)
 		waiterErr <- err
 	}()
 	waitForWaiters(t, c, obj, 0, 1)
@@ -261,7 +261,7 @@ func TestMissingBlocksFetchedInParallel(t *testing.T) {
 		}
 	})
 	p := make([]byte, 5000)
-	if n, err := c.ReadAt(context.Background(), obj, p, 0); n != 5000 || err != nil || !bytes.Equal(p, data) {
+	if n, err := cacheReadAt(c, context.Background(), obj, p, 0); n != 5000 || err != nil || !bytes.Equal(p, data) {
 		t.Fatalf("ReadAt = %d, %v", n, err)
 	}
 	if got := gets(mem); len(got) != 5 {
@@ -274,12 +274,12 @@ func TestCanceledWaiter(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
 	blockGets(mem, release)
-	go func() { _, _ = c.ReadAt(context.Background(), obj, make([]byte, 1), 0) }() // holds the fetch open
+	go func() { _, _ = cacheReadAt(c, context.Background(), obj, make([]byte, 1), 0) }() // holds the fetch open
 	waitForWaiters(t, c, obj, 0, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := c.ReadAt(ctx, obj, make([]byte, 1), 0)
+		_, err := cacheReadAt(c, ctx, obj, make([]byte, 1), 0)
 		done <- err
 	}()
 	waitForWaiters(t, c, obj, 0, 1)
@@ -292,7 +292,7 @@ func TestNoETagReadsAround(t *testing.T) {
 	obj.ETag = ""
 	for range 2 {
 		p := make([]byte, 1500)
-		if _, err := c.ReadAt(context.Background(), obj, p, 500); err != nil || !bytes.Equal(p, data[500:2000]) {
+		if _, err := cacheReadAt(c, context.Background(), obj, p, 500); err != nil || !bytes.Equal(p, data[500:2000]) {
 			t.Fatalf("ReadAt without ETag: %v", err)
 		}
 	}
@@ -304,7 +304,7 @@ func TestNoETagReadsAround(t *testing.T) {
 func TestClose(t *testing.T) {
 	_, c, obj, _ := setup(t, 100)
 	c.Close()
-	if _, err := c.ReadAt(context.Background(), obj, make([]byte, 1), 0); err == nil {
+	if _, err := cacheReadAt(c, context.Background(), obj, make([]byte, 1), 0); err == nil {
 		t.Fatal("ReadAt after Close succeeded")
 	}
 	c.Close() // twice is fine
@@ -342,7 +342,7 @@ func FuzzReadAt(f *testing.F) {
 		defer c.Close()
 		for range 2 { // cold, then (maybe) cached
 			got := make([]byte, n)
-			gn, gerr := c.ReadAt(context.Background(), obj, got, off)
+			gn, gerr := cacheReadAt(c, context.Background(), obj, got, off)
 			want := make([]byte, n)
 			wn, werr := bytes.NewReader(data).ReadAt(want, off)
 			if gn != wn || gerr != werr || !bytes.Equal(got[:gn], want[:wn]) {

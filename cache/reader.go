@@ -55,13 +55,6 @@ func (c *Cache) Open(obj store.Object) *Reader {
 // Object returns the version the reader reads.
 func (r *Reader) Object() store.Object { return r.obj }
 
-// ReadAt fills p from the object at off. Like io.ReaderAt it returns io.EOF
-// with a read that reaches the end, and 0, io.EOF at or past it. ctx bounds
-// the wait of this read only: fetches ahead outlive it.
-func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	return r.c.readAt(ctx, r.obj, p, off, r.read)
-}
-
 // Close stops the reader's fetches ahead and gives their budget back. Reads
 // afterwards fail; Close may be called more than once.
 func (r *Reader) Close() {
@@ -75,7 +68,7 @@ func (r *Reader) Close() {
 	r.cancel()
 }
 
-// Slices is ReadAt without the copy: it returns the n bytes at off as
+// Slices returns the n bytes at off as
 // slices of the cached blocks, in order, for fuse.ReadResultVector (which
 // hands them to the kernel with writev). The slices are shared and must not
 // be modified; they stay valid for as long as the caller keeps them. Like
@@ -115,11 +108,6 @@ func (r *Reader) Slices(ctx context.Context, off int64, n int) ([][]byte, error)
 		blocks[j] = b[max(off, start)-start : min(end, start+int64(len(b)))-start]
 	}
 	return blocks, eof
-}
-
-// read fills p, which lies within obj, at off.
-func (r *Reader) read(ctx context.Context, obj store.Object, p []byte, off int64) error {
-	return r.visit(ctx, off, off+int64(len(p)), func(i int64, b []byte) { r.c.fill(p, off, i, b) })
 }
 
 // visit hands every block covering [off, end), which lies within the
@@ -374,29 +362,36 @@ func (c *Cache) fetchRun(ctx context.Context, obj store.Object, first int64, fs 
 	n := c.blockEnd(obj, last) - off
 	c.log.Debug("cache: fetching ahead", "key", obj.Key, "blocks", len(fs), "off", off, "len", n)
 	c.countGet(n)
-	rc, err := c.st.Get(ctx, obj.Key, off, n, obj.ETag)
-	if err == nil {
-		defer rc.Close()
+	bufs := make([][]byte, len(fs))
+	for j := range fs {
+		bufs[j] = make([]byte, c.blockLen(obj, first+int64(j)))
 	}
-	for j, f := range fs {
+	next := 0 // the first block not yet handed over
+	hand := func(j int, err error) {
 		i := first + int64(j)
-		var b []byte
-		if err == nil {
-			b = make([]byte, c.blockLen(obj, i))
-			if _, err = io.ReadFull(rc, b); err != nil {
-				b = nil
-			}
-		}
 		if err != nil && ctx.Err() != nil {
 			// A reader waiting for this block fetches it itself when the
 			// error says the fetch was abandoned, not failed.
 			err = context.Cause(ctx)
 		}
+		var b []byte
 		var ferr error
-		if err != nil {
+		if err == nil {
+			b = bufs[j]
+		} else {
 			ferr = fmt.Errorf("cache: read %q block %d: %w", obj.Key, i, err)
 		}
-		c.finish(blockKey(obj, i), f, b, ferr)
+		c.finish(blockKey(obj, i), fs[j], b, ferr)
+	}
+	_, err := store.ReadSpans(ctx, c.st, obj.Key, obj.ETag, off, bufs, func(j int) {
+		hand(j, nil)
+		next = j + 1
+	})
+	if err == nil {
+		return
+	}
+	for j := next; j < len(fs); j++ {
+		hand(j, err)
 	}
 }
 

@@ -52,7 +52,7 @@ func readSequentially(t testing.TB, r *Reader, want []byte, n int) {
 	t.Helper()
 	p := make([]byte, n)
 	for off := 0; off < len(want); off += n {
-		got, err := r.ReadAt(context.Background(), p, int64(off))
+		got, err := readerAt(context.Background(), r, p, int64(off))
 		if err != nil && err != io.EOF {
 			t.Fatalf("read at %d: %v", off, err)
 		}
@@ -163,7 +163,7 @@ func TestReadAheadGetsRunInParallel(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		p := make([]byte, 1000)
-		_, err := r.ReadAt(context.Background(), p, 2000)
+		_, err := readerAt(context.Background(), r, p, 2000)
 		if err == nil && !bytes.Equal(p, data[2000:3000]) {
 			err = errors.New("wrong bytes")
 		}
@@ -194,7 +194,7 @@ func TestRandomReaderGetsSmallBlocksOnly(t *testing.T) {
 		prev = off
 		read[off/testBlock] = true
 		read[(off+99)/testBlock] = true
-		if _, err := r.ReadAt(context.Background(), p, off); err != nil || !bytes.Equal(p, data[off:off+100]) {
+		if _, err := readerAt(context.Background(), r, p, off); err != nil || !bytes.Equal(p, data[off:off+100]) {
 			t.Fatalf("read at %d: %v", off, err)
 		}
 	}
@@ -223,7 +223,7 @@ func TestOutOfOrderReadsStaySequential(t *testing.T) {
 	for i := 0; i < blocks; i += 4 {
 		for _, j := range []int{i + 2, i, i + 3, i + 1} {
 			off := int64(j * testBlock)
-			if _, err := r.ReadAt(context.Background(), p, off); err != nil || !bytes.Equal(p, data[off:off+testBlock]) {
+			if _, err := readerAt(context.Background(), r, p, off); err != nil || !bytes.Equal(p, data[off:off+testBlock]) {
 				t.Fatalf("read of block %d: %v", j, err)
 			}
 		}
@@ -317,7 +317,7 @@ func TestReaderNeverMixesVersions(t *testing.T) {
 	p := make([]byte, 1500) // reads straddle block boundaries
 	failed := false
 	for off := 10 * testBlock; off < len(v1); off += len(p) {
-		n, err := r.ReadAt(context.Background(), p, int64(off))
+		n, err := readerAt(context.Background(), r, p, int64(off))
 		if err != nil && err != io.EOF {
 			if !errors.Is(err, store.ErrPrecondition) || n != 0 {
 				t.Fatalf("read at %d of a replaced version: %d, %v; want 0, ErrPrecondition", off, n, err)
@@ -347,7 +347,7 @@ func TestReadAheadSharesFetchesInFlight(t *testing.T) {
 	release, _ := holdGets(t, mem)
 	done := make(chan error, 2)
 	go func() {
-		_, err := r.ReadAt(context.Background(), make([]byte, 1000), 2000)
+		_, err := readerAt(context.Background(), r, make([]byte, 1000), 2000)
 		done <- err
 	}()
 	// Some block beyond that read is being fetched ahead; another handle's
@@ -367,7 +367,7 @@ func TestReadAheadSharesFetchesInFlight(t *testing.T) {
 	defer other.Close()
 	p := make([]byte, 10)
 	go func() {
-		_, err := other.ReadAt(context.Background(), p, k*testBlock+5)
+		_, err := readerAt(context.Background(), other, p, k*testBlock+5)
 		done <- err
 	}()
 	waitForWaiters(t, c, obj, k, 1)
@@ -423,7 +423,7 @@ func TestFailedReadAheadIsRetriedByTheRead(t *testing.T) {
 	obj2 := put(t, mem, "other", data)
 	r2 := c.Open(obj2)
 	defer r2.Close()
-	if _, err := r2.ReadAt(context.Background(), make([]byte, 10), 0); err == nil {
+	if _, err := readerAt(context.Background(), r2, make([]byte, 10), 0); err == nil {
 		t.Fatal("read succeeded although every Get fails")
 	}
 }
@@ -434,19 +434,19 @@ func TestReaderClose(t *testing.T) {
 	readSequentially(t, r, data[:2000], 1000)
 	quiesce(t, c)
 	release, held := holdGets(t, mem)
-	go func() { _, _ = r.ReadAt(context.Background(), make([]byte, 1000), 2000) }()
+	go func() { _, _ = readerAt(context.Background(), r, make([]byte, 1000), 2000) }()
 	waitFor(t, "a Get in flight", func() bool { return held() > 0 })
 	r.Close()
 	r.Close()
 	if st := c.Stats(); st.ReadAheadBytes != 0 {
 		t.Errorf("closed reader holds %d bytes of budget", st.ReadAheadBytes)
 	}
-	if _, err := r.ReadAt(context.Background(), make([]byte, 1), 0); err == nil {
+	if _, err := readerAt(context.Background(), r, make([]byte, 1), 0); err == nil {
 		t.Error("read after Close succeeded")
 	}
 	release()
 	c.Close() // waits for the fetches ahead to end
-	if _, err := c.Open(obj).ReadAt(context.Background(), make([]byte, 1), 0); err == nil {
+	if _, err := readerAt(context.Background(), c.Open(obj), make([]byte, 1), 0); err == nil {
 		t.Error("read after the cache's Close succeeded")
 	}
 }
@@ -454,14 +454,14 @@ func TestReaderClose(t *testing.T) {
 func TestReaderCanceledRead(t *testing.T) {
 	mem, c, obj, _ := setupRA(t, 10, raOptions)
 	holdGets(t, mem)
-	go func() { _, _ = c.ReadAt(context.Background(), obj, make([]byte, 1), 0) }() // holds the fetch open
+	go func() { _, _ = cacheReadAt(c, context.Background(), obj, make([]byte, 1), 0) }() // holds the fetch open
 	waitForWaiters(t, c, obj, 0, 0)
 	r := c.Open(obj)
 	defer r.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := r.ReadAt(ctx, make([]byte, 10), 0)
+		_, err := readerAt(ctx, r, make([]byte, 10), 0)
 		done <- err
 	}()
 	waitForWaiters(t, c, obj, 0, 1)
@@ -474,7 +474,7 @@ func TestReaderEmptyAndNoETag(t *testing.T) {
 	empty := put(t, mem, "empty", nil)
 	r := c.Open(empty)
 	defer r.Close()
-	if n, err := r.ReadAt(context.Background(), make([]byte, 10), 0); n != 0 || err != io.EOF {
+	if n, err := readerAt(context.Background(), r, make([]byte, 10), 0); n != 0 || err != io.EOF {
 		t.Fatalf("read of an empty object: %d, %v", n, err)
 	}
 	obj := put(t, mem, "plain", data)
@@ -562,7 +562,7 @@ func FuzzReader(f *testing.F) {
 			var n int
 			var err error
 			if i%4 == 0 {
-				n, err = r.ReadAt(context.Background(), p, off)
+				n, err = readerAt(context.Background(), r, p, off)
 			} else { // every other read without a copy
 				var slices [][]byte
 				slices, err = r.Slices(context.Background(), off, len(p))

@@ -161,12 +161,7 @@ func readStore(ctx context.Context, st store.Store, obj store.Object, dest []byt
 		return 0, io.EOF
 	}
 	length := min(int64(len(dest)), obj.Size-off)
-	rc, err := st.Get(ctx, obj.Key, off, length, obj.ETag)
-	if err != nil {
-		return 0, err
-	}
-	defer rc.Close()
-	got, err := io.ReadFull(rc, dest[:length])
+	got, err := store.ReadAt(ctx, st, obj.Key, obj.ETag, dest[:length], off)
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		err = io.EOF // the object is shorter than its size said
 	}

@@ -2,7 +2,6 @@ package fs
 
 import (
 	"context"
-	"io"
 	"strconv"
 	"sync"
 	"syscall"
@@ -156,13 +155,8 @@ func (l *symlinkNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	if obj.Size >= maxLinkLen {
 		return nil, syscall.ENAMETOOLONG
 	}
-	rc, err := l.fsys.opts.Store.Get(ctx, obj.Key, 0, obj.Size, obj.ETag)
-	if err != nil {
-		return nil, l.fsys.toErrno("readlink", obj.Key, err)
-	}
-	defer rc.Close()
-	body, err := io.ReadAll(io.LimitReader(rc, maxLinkLen))
-	if err != nil {
+	body := make([]byte, obj.Size)
+	if _, err := store.ReadAt(ctx, l.fsys.opts.Store, obj.Key, obj.ETag, body, 0); err != nil {
 		return nil, l.fsys.toErrno("readlink", obj.Key, err)
 	}
 	l.mu.Lock()

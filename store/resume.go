@@ -98,23 +98,46 @@ func (b *resumingBody) Close() error {
 	return err
 }
 
-// ReadAt fills p with the bytes of key from off on, pinned to etag when it
-// is not empty, through one Get; it is the one place where a GET body is read
-// into a buffer. It returns the bytes read; fewer than len(p) come with
-// io.ErrUnexpectedEOF (the object is shorter) or the error that ended the
-// read. Through WithRetry the body resumes after transient failures.
-func ReadAt(ctx context.Context, st Store, key, etag string, p []byte, off int64) (int, error) {
-	if len(p) == 0 {
+// ReadSpans fills bufs, which lie end to end in key from off on, through
+// one Get pinned to etag (when it is not empty), calling filled(i) as soon
+// as bufs[i] is full, so that a caller streaming many blocks can hand each
+// on while the rest still arrives. It is the one place where GET bodies are
+// read into buffers. It returns the bytes read; a body ending early gives
+// io.ErrUnexpectedEOF (the object is shorter than asked), any other
+// failure its error. Through WithRetry the body resumes after transient
+// failures, so a cut costs a re-request of the missing bytes only.
+func ReadSpans(ctx context.Context, st Store, key, etag string, off int64, bufs [][]byte, filled func(i int)) (int64, error) {
+	var total int64
+	for _, b := range bufs {
+		total += int64(len(b))
+	}
+	if total == 0 {
 		return 0, nil
 	}
-	rc, err := st.Get(ctx, key, off, int64(len(p)), etag)
+	rc, err := st.Get(ctx, key, off, total, etag)
 	if err != nil {
 		return 0, err
 	}
 	defer rc.Close()
-	n, err := io.ReadFull(rc, p)
-	if errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
+	var n int64
+	for i, b := range bufs {
+		got, err := io.ReadFull(rc, b)
+		n += int64(got)
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return n, err
+		}
+		if filled != nil {
+			filled(i)
+		}
 	}
-	return n, err
+	return n, nil
+}
+
+// ReadAt fills p with the bytes of key from off on: ReadSpans of one buffer.
+func ReadAt(ctx context.Context, st Store, key, etag string, p []byte, off int64) (int, error) {
+	n, err := ReadSpans(ctx, st, key, etag, off, [][]byte{p}, nil)
+	return int(n), err
 }

@@ -3,7 +3,6 @@ package writeback
 import (
 	"context"
 	"fmt"
-	"io"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -394,12 +393,7 @@ func (f *File) readPlainLocked(ctx context.Context, p []byte, off int64) error {
 
 // readBase fills p from the base object at off, pinned to its ETag.
 func (f *File) readBase(ctx context.Context, p []byte, off int64) error {
-	rc, err := f.w.st.Get(ctx, f.base.Key, off, int64(len(p)), f.base.ETag)
-	if err != nil {
-		return fmt.Errorf("read %q at %d: %w", f.key, off, err)
-	}
-	defer rc.Close()
-	if _, err := io.ReadFull(rc, p); err != nil {
+	if _, err := store.ReadAt(ctx, f.w.st, f.base.Key, f.base.ETag, p, off); err != nil {
 		return fmt.Errorf("read %q at %d: %w", f.key, off, err)
 	}
 	return nil
