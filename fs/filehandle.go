@@ -204,7 +204,9 @@ func (h *fileHandle) Flush(ctx context.Context) syscall.Errno {
 	if !h.syncs || h.n.emptyReplacement() {
 		return 0
 	}
-	if err := h.n.sync(context.WithoutCancel(ctx)); err != nil {
+	ctx, cancel := h.n.fsys.replyContext(ctx)
+	defer cancel()
+	if err := h.n.sync(ctx); err != nil {
 		return h.n.fsys.toErrno("close", h.n.keyNow(), err)
 	}
 	return 0
@@ -213,10 +215,23 @@ func (h *fileHandle) Flush(ctx context.Context) syscall.Errno {
 var _ = (fusefs.FileFsyncer)((*fileHandle)(nil))
 
 func (h *fileHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
-	if err := h.n.sync(context.WithoutCancel(ctx)); err != nil {
+	ctx, cancel := h.n.fsys.replyContext(ctx)
+	defer cancel()
+	if err := h.n.sync(ctx); err != nil {
 		return h.n.fsys.toErrno("fsync", h.n.keyNow(), err)
 	}
 	return 0
+}
+
+// replyContext is the context of a close or fsync: an interrupt does not
+// stop the upload (the application would lose the error), but
+// Options.ReplyLimit does.
+func (fsys *filesystem) replyContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx = context.WithoutCancel(ctx)
+	if fsys.opts.ReplyLimit > 0 {
+		return context.WithTimeout(ctx, fsys.opts.ReplyLimit)
+	}
+	return ctx, func() {}
 }
 
 var _ = (fusefs.FileReleaser)((*fileHandle)(nil))

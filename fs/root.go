@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -63,6 +64,12 @@ type Options struct {
 	// UploadPartCopy ranges. Default and upper bound S3's 5 GiB
 	// (store.MaxPartSize); tests lower it together with memstore's limit.
 	MaxCopySize int64
+	// ReplyLimit, when positive, caps how long close (FLUSH) and fsync wait
+	// for uploads: past it they return ETIMEDOUT and the changes stay for
+	// a later sync (the next fsync, the last close, unmount). It exists to
+	// stay within a kernel that aborts the whole FUSE connection when a
+	// request goes unanswered too long (Linux's fuse request timeouts).
+	ReplyLimit time.Duration
 	// Logger receives errors that have no caller to go to; nil discards.
 	Logger *slog.Logger
 }
@@ -196,6 +203,19 @@ func (r *Root) DirtyCount() int {
 		}
 	}
 	return count
+}
+
+// DirtyKeys lists the keys of the files that hold changes not yet durable
+// in S3.
+func (r *Root) DirtyKeys() []string {
+	var keys []string
+	for _, n := range r.fsys.stateNodes() {
+		if n.dirty() {
+			keys = append(keys, n.keyNow())
+		}
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func (fsys *filesystem) addState(n *fileNode) {

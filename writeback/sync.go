@@ -115,6 +115,7 @@ func (f *File) syncLocked(ctx context.Context) (store.Object, error) {
 			return store.Object{}, err
 		}
 		f.w.log.Error("write failed; changes dropped", "key", f.key, "err", err)
+		f.w.failures.failed(f.key, err)
 		f.dropLocked()
 		f.size, f.dirty, f.err = 0, false, err
 		if f.base != nil {
@@ -127,6 +128,7 @@ func (f *File) syncLocked(ctx context.Context) (store.Object, error) {
 		obj.Metadata = f.opts.Metadata
 	}
 	f.up = nil // completed: nothing to abort
+	f.w.failures.stored(f.key)
 	f.dropLocked()
 	f.base, f.size, f.dirty = &obj, obj.Size, false
 	return obj, nil

@@ -243,7 +243,8 @@ func (u *upload) abort() {
 	defer cancel()
 	err := u.w.st.AbortMultipart(ctx, u.key, u.id)
 	if err != nil && !errors.Is(err, store.ErrNoSuchUpload) {
-		u.w.log.Error("abort multipart upload failed; it is left for cleanup", "key", u.key, "err", err)
+		u.w.log.Error("abort multipart upload failed; tried again at unmount, else left for partfs cleanup", "key", u.key, "err", err)
+		u.w.failures.abortFailed(u.key, u.id)
 		return
 	}
 	u.w.log.Debug("multipart upload aborted", "key", u.key)

@@ -59,6 +59,7 @@ type Writer struct {
 	// openSlots is how many parts one file may hold open for editing: a
 	// quarter of the budget, so a few random writers share it.
 	openSlots int
+	failures  *failures
 }
 
 // New returns a Writer uploading through st.
@@ -108,6 +109,7 @@ func New(st store.Store, opts Options) (*Writer, error) {
 		largest = wholePart
 	}
 	return &Writer{
+		failures:    newFailures(),
 		st:          st,
 		log:         log,
 		plan:        newPlan(opts.PartSize, largest, opts.planStep, opts.maxParts),

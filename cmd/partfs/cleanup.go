@@ -266,7 +266,7 @@ func (c *cleanupConfig) open(ctx context.Context) (store.Store, error) {
 	if err := bucket.CheckBucket(ctx); err != nil {
 		return nil, err
 	}
-	return store.WithRetry(bucket, store.RetryOptions{}), nil
+	return store.WithRetry(bucket, c.connConfig.retryOptions(nil)), nil
 }
 
 // printUploads writes one line per upload, marking those that are kept.

@@ -90,6 +90,12 @@ type connConfig struct {
 	Profile   string
 	PathStyle bool
 	CABundle  string // absolute when set
+
+	// IOTimeout is how long a request may go without a byte moving before
+	// its connection is dropped and the request retried; RetryBudget is
+	// how long one operation keeps retrying before it fails.
+	IOTimeout   time.Duration
+	RetryBudget time.Duration
 }
 
 // define adds the connection flags to fl.
@@ -99,6 +105,8 @@ func (c *connConfig) define(fl *flag.FlagSet) {
 	fl.StringVar(&c.Profile, "profile", "", "`NAME` of a profile in the shared AWS configuration files")
 	fl.BoolVar(&c.PathStyle, "path-style", false, "path-style bucket addressing (default: on when --endpoint is given)")
 	fl.StringVar(&c.CABundle, "ca-bundle", "", "PEM `FILE` of extra certificate authorities to trust")
+	fl.DurationVar(&c.IOTimeout, "io-timeout", 30*time.Second, "a request on which no byte moves for this `DURATION` is abandoned and retried")
+	fl.DurationVar(&c.RetryBudget, "retry-budget", 2*time.Minute, "an operation that keeps failing is retried for this `DURATION`, then fails (EIO)")
 }
 
 // finish applies the defaults that depend on other flags, once fl is parsed.
@@ -107,6 +115,12 @@ func (c *connConfig) finish(fl *flag.FlagSet) error {
 	fl.Visit(func(f *flag.Flag) { pathStyleSet = pathStyleSet || f.Name == "path-style" })
 	if !pathStyleSet && c.Endpoint != "" {
 		c.PathStyle = true
+	}
+	if c.IOTimeout < time.Second {
+		return usageError{fmt.Sprintf("--io-timeout %v is too short: at least 1s", c.IOTimeout)}
+	}
+	if c.RetryBudget < c.IOTimeout {
+		return usageError{fmt.Sprintf("--retry-budget %v must be at least --io-timeout (%v)", c.RetryBudget, c.IOTimeout)}
 	}
 	if c.CABundle != "" {
 		abs, err := filepath.Abs(c.CABundle)

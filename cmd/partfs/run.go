@@ -49,8 +49,14 @@ func (c *connConfig) s3Options(bucket string, log *slog.Logger) s3.Options {
 		Profile:   c.Profile,
 		PathStyle: c.PathStyle,
 		CABundle:  c.CABundle,
+		IOTimeout: c.IOTimeout,
 		Logger:    log,
 	}
+}
+
+// retryOptions are the retry options of every store built from c.
+func (c *connConfig) retryOptions(log *slog.Logger) store.RetryOptions {
+	return store.RetryOptions{Budget: c.RetryBudget, Logger: log}
 }
 
 // openBucket configures the S3 store with the mount's encryption and checks
@@ -89,6 +95,12 @@ func mount(ctx context.Context, cfg *config, log *slog.Logger) (*mounted, error)
 	if err := cfg.checkFiles(); err != nil {
 		return nil, err
 	}
+	kernel := kernelRequestTimeout(readFile)
+	replyLimit := cfg.fitKernelTimeout(kernel)
+	if replyLimit > 0 {
+		log.Warn("the kernel aborts FUSE requests unanswered for longer than its request timeout; replies are kept within it",
+			"kernel_timeout", kernel, "retry_budget", cfg.RetryBudget, "io_timeout", cfg.IOTimeout, "close_fsync_limit", replyLimit)
+	}
 	bucket, err := openBucket(ctx, cfg, log)
 	if err != nil {
 		return nil, err
@@ -96,7 +108,9 @@ func mount(ctx context.Context, cfg *config, log *slog.Logger) (*mounted, error)
 	m := &mounted{cfg: cfg, log: log, started: time.Now()}
 	m.metrics = metrics.New(m.metricsOptions())
 	m.live = newLiveUploads(m.metrics.Wrap(bucket))
-	st := store.WithRetry(m.live, store.RetryOptions{Logger: log, OnRetry: m.metrics.Retried})
+	retry := cfg.retryOptions(log)
+	retry.OnRetry = m.metrics.Retried
+	st := store.WithRetry(m.live, retry)
 	abortAbandoned(ctx, st, cfg, log)
 
 	if m.writer, err = writeback.New(st, writeback.Options{
@@ -118,6 +132,9 @@ func mount(ctx context.Context, cfg *config, log *slog.Logger) (*mounted, error)
 		DirMode:  cfg.DirMode,
 		ReadOnly: cfg.ReadOnly,
 		Logger:   log,
+		// close and fsync return ETIMEDOUT rather than outlive the
+		// kernel's request timeout; their changes stay for a later sync.
+		ReplyLimit: replyLimit,
 		// The kernel keeps attributes and names as long as partfs does.
 		StatTTL:         offIfZero(cfg.StatTTL),
 		NegativeTTL:     offIfZero(cfg.NegativeTTL),
@@ -226,6 +243,7 @@ func (m *mounted) serveStatus(w http.ResponseWriter, _ *http.Request) {
 		MetricsURL:  m.metricsURL,
 		Figures:     m.metrics.Snapshot(),
 		LiveUploads: m.live.list(),
+		Unsaved:     m.writer.Unsaved(),
 	}
 	if m.cfg.SSECKeyFile != "" {
 		reply.Encryption = "SSE-C"
@@ -315,18 +333,48 @@ func (m *mounted) serve(signals <-chan os.Signal) int {
 	if !ok {
 		status = 1
 	}
+	if !m.report() {
+		status = 1
+	}
 	return status
+}
+
+// report aborts the uploads left by failed writes that could not be
+// aborted then, and names every file whose changes were not stored. It
+// returns false when there is any.
+func (m *mounted) report() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*m.cfg.IOTimeout)
+	defer cancel()
+	if left := m.writer.RetryAborts(ctx); len(left) > 0 {
+		keys := make([]string, len(left))
+		for i, u := range left {
+			keys[i] = u.Key
+		}
+		m.log.Warn("multipart uploads of failed writes could not be aborted; partfs cleanup removes them", "keys", keys)
+	}
+	unsaved := m.writer.Unsaved()
+	if len(unsaved) == 0 {
+		return true
+	}
+	keys := make([]string, len(unsaved))
+	for i, u := range unsaved {
+		keys[i] = u.Key
+	}
+	m.log.Error("files written through this mount were NOT stored (their writers were told)", "files", keys)
+	return false
 }
 
 // syncAll stores every file with unsaved changes and reports success, or
 // returns the signal that interrupted it.
 func (m *mounted) syncAll(signals <-chan os.Signal) (bool, os.Signal) {
+	ctx, cancel := progressContext(context.Background(), m.metrics.Snapshot, m.cfg.stopBound())
+	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- m.root.SyncAll(context.Background()) }()
+	go func() { done <- m.root.SyncAll(ctx) }()
 	select {
 	case err := <-done:
 		if err != nil {
-			m.log.Error("some written data could not be stored", "err", err)
+			m.log.Error("some written data could not be stored", "err", err, "unsaved_files", m.root.DirtyKeys())
 			return false, nil
 		}
 		return true, nil

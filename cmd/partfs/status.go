@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/partfs/partfs/metrics"
+	"github.com/partfs/partfs/writeback"
 )
 
 // Status sockets
@@ -84,6 +85,8 @@ type statusReply struct {
 	MetricsURL  string           `json:"metrics_url,omitempty"`
 	Figures     metrics.Snapshot `json:"figures"`
 	LiveUploads []liveUpload     `json:"live_uploads"`
+	// Unsaved are the files whose changes could not be stored.
+	Unsaved []writeback.Unsaved `json:"unsaved,omitempty"`
 }
 
 // statusServer serves a mount's socket.
@@ -313,6 +316,9 @@ func printStatus(w io.Writer, r *statusReply) {
 		line("encryption", "%s", r.Encryption)
 	}
 	line("dirty files", "%d", f.DirtyFiles)
+	if len(r.Unsaved) > 0 {
+		line("NOT stored", "%d file(s), listed below", len(r.Unsaved))
+	}
 	line("uploads", "%d in progress", len(r.LiveUploads))
 	line("uploaded", "%s", humanBytes(f.BytesUploaded))
 	line("downloaded", "%s", humanBytes(f.BytesDownloaded))
@@ -334,6 +340,9 @@ func printStatus(w io.Writer, r *statusReply) {
 	tw.Flush()
 	for _, u := range r.LiveUploads {
 		fmt.Fprintf(w, "  writing %s (upload %s)\n", u.Key, u.UploadID)
+	}
+	for _, u := range r.Unsaved {
+		fmt.Fprintf(w, "  not stored: %s at %s: %s\n", u.Key, u.At.Format(time.RFC3339), u.Err)
 	}
 }
 
