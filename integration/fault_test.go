@@ -115,7 +115,9 @@ func checkResends(t *testing.T, parts []s3proxy.Request) {
 // failure to the application and no multipart upload may be left behind.
 func TestUploadAlwaysFails(t *testing.T) {
 	e := newEnv(t)
-	m := e.mount(mountConfig{})
+	// A short budget: the failure is meant to come quickly.
+	m := e.mount(mountConfig{extraArgs: []string{"--retry-budget", "5s", "--io-timeout", "2s"}})
+	m.dirtyExit = true // partfs reports the file it could not store
 	const key = "doomed.bin"
 	e.proxy.SetFault(func(r *s3proxy.Request) s3proxy.Fault {
 		if r.Op == s3proxy.OpUploadPart {

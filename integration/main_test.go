@@ -26,6 +26,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(writeHelperEnv) != "" {
 		os.Exit(writeHelper())
 	}
+	if os.Getenv(readHelperEnv) != "" {
+		os.Exit(readHelper())
+	}
 	os.Exit(runTests(m))
 }
 

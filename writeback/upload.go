@@ -12,8 +12,15 @@ import (
 )
 
 // abortTimeout bounds the AbortMultipart sent after a failure; the request
-// that failed may have been cancelled, the abort must still go out.
-const abortTimeout = 30 * time.Second
+// that failed may have been cancelled, the abort must still go out. When the
+// upload failed with a transient error (S3 did not answer within the retry
+// budget), the abort gets unreachableAbortTimeout only, so that close
+// reports the failure without waiting out a second budget; an abort that
+// fails is tried again at unmount (Writer.RetryAborts).
+const (
+	abortTimeout            = 30 * time.Second
+	unreachableAbortTimeout = 3 * time.Second
+)
 
 // upload is one multipart upload in progress. Parts are sent by goroutines
 // under a context detached from the FUSE request that sealed them, so an
@@ -239,7 +246,11 @@ func (u *upload) complete(ctx context.Context, last int) (store.Object, error) {
 func (u *upload) abort() {
 	u.cancel()
 	u.wg.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), abortTimeout)
+	timeout := abortTimeout
+	if err := u.failure(); err != nil && store.IsTransient(err) {
+		timeout = unreachableAbortTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	err := u.w.st.AbortMultipart(ctx, u.key, u.id)
 	if err != nil && !errors.Is(err, store.ErrNoSuchUpload) {

@@ -89,6 +89,9 @@ type Server struct {
 
 	dir     string // temporary root: data, certs, log
 	logPath string
+	bin     string
+	args    []string
+	env     []string
 	cmd     *exec.Cmd
 	done    chan struct{} // closed once cmd.Wait returns
 	http    *http.Client  // trusts CAFile
@@ -170,7 +173,6 @@ func launch(bin string, o Options) (*Server, error) {
 		Region:    Region,
 		dir:       dir,
 		logPath:   filepath.Join(dir, "minio.log"),
-		done:      make(chan struct{}),
 		http:      &http.Client{Timeout: 2 * time.Second},
 	}
 	fail := func(err error) (*Server, error) {
@@ -205,14 +207,15 @@ func launch(bin string, o Options) (*Server, error) {
 	if err != nil {
 		return fail(err)
 	}
-	defer logFile.Close() // the child holds its own descriptor
-	s.cmd = exec.Command(bin, "server",
+	logFile.Close()
+	s.bin = bin
+	s.args = []string{"server",
 		"--address", fmt.Sprintf("127.0.0.1:%d", ports[0]),
 		"--console-address", fmt.Sprintf("127.0.0.1:%d", ports[1]),
 		"--certs-dir", certsDir,
 		"--quiet",
-		filepath.Join(dir, "data"))
-	s.cmd.Env = append(os.Environ(),
+		filepath.Join(dir, "data")}
+	s.env = append(os.Environ(),
 		"MINIO_ROOT_USER="+AccessKey,
 		"MINIO_ROOT_PASSWORD="+SecretKey,
 		"MINIO_SITE_REGION="+Region,
@@ -222,23 +225,55 @@ func launch(bin string, o Options) (*Server, error) {
 		"MINIO_CI=off",
 	)
 	if o.KMS {
-		s.cmd.Env = append(s.cmd.Env, "MINIO_KMS_SECRET_KEY="+kmsSecretKey)
+		s.env = append(s.env, "MINIO_KMS_SECRET_KEY="+kmsSecretKey)
 	}
-	s.cmd.Stdout = logFile
-	s.cmd.Stderr = logFile
-	setProcAttr(s.cmd)
-	if err := s.cmd.Start(); err != nil {
-		return fail(fmt.Errorf("start %s: %w", bin, err))
+	if err := s.run(); err != nil {
+		return fail(err)
 	}
-	go func() {
-		s.cmd.Wait()
-		close(s.done)
-	}()
 	if err := s.waitLive(); err != nil {
 		s.stop()
 		return nil, err
 	}
 	return s, nil
+}
+
+// run starts the server process, its output appended to the log.
+func (s *Server) run() error {
+	logFile, err := os.OpenFile(s.logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close() // the child holds its own descriptor
+	s.cmd = exec.Command(s.bin, s.args...)
+	s.cmd.Env = s.env
+	s.cmd.Stdout = logFile
+	s.cmd.Stderr = logFile
+	setProcAttr(s.cmd)
+	if err := s.cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", s.bin, err)
+	}
+	done := make(chan struct{})
+	s.done = done
+	cmd := s.cmd
+	go func() {
+		cmd.Wait()
+		close(done)
+	}()
+	return nil
+}
+
+// Restart kills the server (SIGKILL, as a crash would) and starts it again
+// on the same address with the same data, after down. It returns once the
+// server answers again. Only servers of Start may be restarted, never
+// shared ones.
+func (s *Server) Restart(down time.Duration) error {
+	s.cmd.Process.Kill()
+	<-s.done
+	time.Sleep(down)
+	if err := s.run(); err != nil {
+		return err
+	}
+	return s.waitLive()
 }
 
 // waitLive polls the liveness endpoint until it answers 200, the process

@@ -25,7 +25,7 @@ const (
 	FaultDropResponse
 	// FaultCutResponse forwards the request and relays the answer's status,
 	// headers and the first After bytes of its body, then closes the
-	// connection (RST): a body cut in the middle.
+	// connection: a body cut in the middle, short of its Content-Length.
 	FaultCutResponse
 	// FaultStallResponse forwards the request and relays the status, headers
 	// and the first After bytes of the body, then sends nothing more while

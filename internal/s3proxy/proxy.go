@@ -409,12 +409,13 @@ func (p *Proxy) relayPart(w http.ResponseWriter, r *http.Request, body *hashingR
 	if fl, ok := w.(http.Flusher); ok {
 		fl.Flush()
 	}
-	what := fmt.Sprintf("body cut after %d bytes", sent)
 	if f.Kind == FaultStallResponse {
 		p.hold(r, f.Hold, true)
-		what = fmt.Sprintf("body stalled after %d bytes", sent)
+		return resp.StatusCode, fmt.Sprintf("body stalled after %d bytes; %s", sent, hangUp(w))
 	}
-	return resp.StatusCode, what + "; " + hangUp(w)
+	// A clean close after the bytes relayed: the client receives all of
+	// them and then an end of stream short of Content-Length.
+	return resp.StatusCode, fmt.Sprintf("body cut after %d bytes; %s", sent, hangUpAfter(w))
 }
 
 // hold waits for d (0: without end), until the proxy goes down or closes,
@@ -492,6 +493,22 @@ func hangUp(w http.ResponseWriter) string {
 	}
 	_ = conn.Close()
 	return "connection dropped"
+}
+
+// hangUpAfter closes the client connection once what was written has been
+// sent (FIN, not RST).
+func hangUpAfter(w http.ResponseWriter) string {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		return "cannot hijack connection"
+	}
+	conn, buf, err := hj.Hijack()
+	if err != nil {
+		return "hijack: " + err.Error()
+	}
+	_ = buf.Flush()
+	_ = conn.Close()
+	return "connection closed"
 }
 
 // hopByHop reports whether header name belongs to one connection only.
