@@ -230,6 +230,16 @@
 // interrupt arriving after S3 acted could otherwise report failure for a
 // change that happened, and a retried mkdir would then see EEXIST.
 //
+// # Timeouts
+//
+// Nothing here waits for S3 without bound: below this package every
+// request is abandoned when no byte moves for the store's stall timeout,
+// and every operation fails once its retry budget is spent (store.WithRetry),
+// which reaches the application as EIO. Options.ReplyLimit additionally caps
+// the waits of close and fsync, for kernels that abort a FUSE connection
+// whose request stays unanswered too long: past it they return ETIMEDOUT
+// and the changes stay for a later sync.
+//
 // # Locks
 //
 // Lock order, outermost first:
