@@ -3,8 +3,9 @@
 #   make run     build partfs, start a local MinIO, mount a bucket at ./mnt
 #   make stop    unmount ./mnt and stop the local MinIO
 #   make ls      list the objects in the local bucket (make uploads: uploads in progress)
-#   make test    unit and integration tests, race detector on (first installs
-#                rsync and sqlite3 when missing, as root)
+#   make test    make check, then unit and integration tests, race detector
+#                on (first installs rsync and sqlite3 when missing, as root)
+#   make check   fails listing the files gofmt would change, then runs go vet
 #   make bench   write and read throughput through the mount vs direct S3
 #                (make bench PROFILE=1 also writes partfs.cpu.prof)
 #   make install copy partfs to $(PREFIX)/bin and link /sbin/mount.fuse.partfs
@@ -14,6 +15,7 @@
 # log and pid file live in .run/. .bin/, .run/ and mnt/ are git-ignored.
 
 GO       ?= go
+GOFMT    ?= gofmt
 BIN      := $(CURDIR)/.bin
 RUNDIR   := $(CURDIR)/.run
 MNT      := $(CURDIR)/mnt
@@ -39,7 +41,7 @@ MINIO_PID := $(RUNDIR)/minio.pid
 PROFILE ?=
 BENCH_ENV := $(if $(PROFILE),PARTFS_BENCH_CPUPROFILE=$(CURDIR)/partfs.cpu.prof)
 
-.PHONY: all build install run stop ls uploads test test-deps bench minio FORCE
+.PHONY: all build install run stop ls uploads test check test-deps bench minio FORCE
 
 all: build
 
@@ -111,8 +113,14 @@ uploads: $(S3UTIL)
 	@$(DEV_ENV) $(S3UTIL) -endpoint $(ENDPOINT) uploads $(BUCKET)
 
 # The integration tests find MinIO in .bin/ and build partfs themselves.
-test: test-deps $(MINIO)
+# The import layers are checked by the test of internal/layering.
+test: check test-deps $(MINIO)
 	$(GO) test -race -timeout 20m ./...
+
+check:
+	@files=$$(find . -name '*.go' -not -path './.*' -not -path './mnt/*' | xargs $(GOFMT) -l); \
+	if [ -n "$$files" ]; then echo "gofmt -w these files:" >&2; echo "$$files" >&2; exit 1; fi
+	$(GO) vet ./...
 
 # Tools the integration tests run against the mount, with their Debian
 # packages. As root they are installed when missing; otherwise make stops
