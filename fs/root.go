@@ -13,6 +13,7 @@ import (
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 
 	"github.com/partfs/partfs/cache"
+	"github.com/partfs/partfs/meta"
 	"github.com/partfs/partfs/store"
 	"github.com/partfs/partfs/writeback"
 )
@@ -88,10 +89,8 @@ type filesystem struct {
 	log       *slog.Logger
 	mountTime time.Time
 
-	// meta caches HEAD and listing answers; absent caches the directory
-	// probes of lookups that found nothing (absent.go).
-	meta   *cache.Meta
-	absent *absentDirs
+	// meta caches HEAD, listing and directory probe answers.
+	meta *meta.Cache
 
 	copyOpts store.CopyOptions
 	linkWarn sync.Once // hard links are refused with one log line per mount
@@ -159,7 +158,6 @@ func New(opts Options) (*Root, error) {
 		copyOpts:  store.CopyOptions{MaxSingle: opts.MaxCopySize},
 		dirty:     make(map[*fileNode]struct{}),
 		meta:      newMeta(opts, log),
-		absent:    newAbsentDirs(opts.NegativeTTL, time.Now),
 	}
 	r := &Root{}
 	r.dirNode.init(fsys, opts.Prefix, defaultDirAttrs(fsys))

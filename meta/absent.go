@@ -1,115 +1,120 @@
-package fs
+package meta
 
 import (
+	"context"
+	"fmt"
 	"strings"
-	"sync"
-	"time"
 )
 
-// maxAbsentDirs bounds the prefixes absentDirs remembers; past it, expired
+// maxAbsentDirs bounds the probes remembered as empty; past it, expired
 // ones are dropped, and if none has expired, all of them.
 const maxAbsentDirs = 10000
 
-// absentDirs remembers, for NegativeTTL, the prefixes under which a lookup's
-// one-key listing found nothing. A lookup of a missing name costs a HEAD of
-// "name", which cache.Meta remembers, and a listing of "name/" to rule out
-// a directory without a marker, which Meta has no place for: this is that
-// place, so that a repeated lookup of a missing name costs no request.
+// FindDir reports whether a directory prefix (ending in "/") exists: an
+// object "name/" (the marker, which keeps an empty directory alive) or any
+// key under it. marker reports whether the first key under it is the
+// marker itself, whose metadata the caller may then read with Stat.
 //
-// Every change this mount makes drops the prefixes it may fill (the key's
-// ancestors), and a probe that was in flight while any change was made is
-// not remembered at all, so that a name this mount creates is never hidden.
-type absentDirs struct {
-	ttl time.Duration // 0: nothing is remembered
-	now func() time.Time
-
-	mu      sync.Mutex
-	gen     uint64               // guarded by mu; counts changes
-	expires map[string]time.Time // guarded by mu; prefix -> end of belief
-}
-
-func newAbsentDirs(ttl time.Duration, now func() time.Time) *absentDirs {
-	return &absentDirs{ttl: ttl, now: now, expires: make(map[string]time.Time)}
-}
-
-// begin is called before a probe is sent; its result goes to remember.
-func (a *absentDirs) begin() uint64 {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.gen
-}
-
-// isAbsent reports whether prefix was found empty within the TTL.
-func (a *absentDirs) isAbsent(prefix string) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	exp, ok := a.expires[prefix]
-	if ok && !a.now().Before(exp) {
-		delete(a.expires, prefix)
-		ok = false
+// A lookup of a missing name costs a HEAD of "name", which Stat remembers,
+// and this probe, a listing of "name/" with a page size of one, to rule out
+// a directory without a marker: an empty answer is remembered for
+// NegativeTTL, so that a repeated lookup of a missing name costs no
+// request. A fresh listing of the parent that lacks prefix answers without
+// a request too (see burst.go). Every change this mount announces forgets
+// the probes it may fill (the key's ancestors), and a probe that was in
+// flight while any change was announced is not remembered at all, so that
+// a name this mount creates is never hidden.
+//
+// The probe runs under ctx and is not shared with other callers.
+func (m *Cache) FindDir(ctx context.Context, prefix string) (found, marker bool, err error) {
+	if m.dirAbsent(prefix) {
+		return false, false, nil
 	}
-	return ok
+	m.mu.Lock()
+	gen := m.gen
+	m.mu.Unlock()
+	page, err := m.st.List(ctx, prefix, "/", "", 1)
+	if err != nil {
+		return false, false, fmt.Errorf("meta: probe %q: %w", prefix, err)
+	}
+	if len(page.Objects) == 0 && len(page.Prefixes) == 0 {
+		m.rememberAbsent(prefix, gen)
+		return false, false, nil
+	}
+	// The marker is the first key under its own prefix.
+	return true, len(page.Objects) > 0 && page.Objects[0].Key == prefix, nil
 }
 
-// remember records that a probe begun at gen (begin) found prefix empty,
-// unless this mount changed anything since.
-func (a *absentDirs) remember(prefix string, gen uint64) {
-	if a.ttl <= 0 {
+// dirAbsent reports whether the directory prefix (ending in "/") is known
+// to have neither a marker nor anything under it: a probe found it empty
+// within NegativeTTL, or a fresh listing of its parent lacks it. It sends
+// no request.
+func (m *Cache) dirAbsent(prefix string) bool {
+	if !strings.HasSuffix(prefix, "/") {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	if exp, ok := m.absent[prefix]; ok {
+		if now.Before(exp) {
+			return true
+		}
+		delete(m.absent, prefix)
+	}
+	d := m.freshDirLocked(parent(prefix), now)
+	return d != nil && d.l.Next == "" && !d.changed[prefix] &&
+		now.Before(d.taken.Add(m.negativeTTL)) && !d.l.Subdir(prefix)
+}
+
+// rememberAbsent records that a probe begun in generation gen found prefix
+// empty, unless this mount announced a change since.
+func (m *Cache) rememberAbsent(prefix string, gen uint64) {
+	if m.probeTTL <= 0 {
 		return
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if gen != a.gen {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if gen != m.gen {
 		return
 	}
-	now := a.now()
-	if len(a.expires) >= maxAbsentDirs {
-		for p, exp := range a.expires {
+	now := m.now()
+	if len(m.absent) >= maxAbsentDirs {
+		for p, exp := range m.absent {
 			if !now.Before(exp) {
-				delete(a.expires, p)
+				delete(m.absent, p)
 			}
 		}
-		if len(a.expires) >= maxAbsentDirs {
-			clear(a.expires)
+		if len(m.absent) >= maxAbsentDirs {
+			clear(m.absent)
 		}
 	}
-	a.expires[prefix] = now.Add(a.ttl)
+	m.absent[prefix] = now.Add(m.probeTTL)
 }
 
-// changed forgets the prefixes that key (an object, or a marker ending in
-// "/") lies under, itself included for a marker.
-func (a *absentDirs) changed(key string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.gen++
+// changedAbsentLocked forgets the probes that key (an object, or a marker
+// ending in "/") lies under, its own for a marker.
+func (m *Cache) changedAbsentLocked(key string) {
 	if strings.HasSuffix(key, "/") {
-		delete(a.expires, key)
+		delete(m.absent, key)
 	}
-	a.forgetAncestorsLocked(key)
+	m.forgetAbsentAboveLocked(key)
 }
 
-// changedDir forgets prefix, every prefix below it and its ancestors.
-func (a *absentDirs) changedDir(prefix string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.gen++
-	for p := range a.expires {
+// changedAbsentDirLocked forgets the probes of prefix, of every prefix
+// below it and of its ancestors.
+func (m *Cache) changedAbsentDirLocked(prefix string) {
+	for p := range m.absent {
 		if strings.HasPrefix(p, prefix) {
-			delete(a.expires, p)
+			delete(m.absent, p)
 		}
 	}
-	a.forgetAncestorsLocked(prefix)
+	m.forgetAbsentAboveLocked(prefix)
 }
 
-// forgetAncestorsLocked forgets every directory prefix above key.
-func (a *absentDirs) forgetAncestorsLocked(key string) {
-	k := strings.TrimSuffix(key, "/")
-	for {
-		i := strings.LastIndex(k, "/")
-		if i < 0 {
-			return
-		}
-		k = k[:i]
-		delete(a.expires, k+"/")
+// forgetAbsentAboveLocked forgets the probes of every directory above key.
+func (m *Cache) forgetAbsentAboveLocked(key string) {
+	for p := parent(key); p != ""; p = parent(p) {
+		delete(m.absent, p)
 	}
 }

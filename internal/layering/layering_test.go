@@ -26,6 +26,7 @@ var layer = map[string]int{
 
 	// metrics wraps the store for cmd, beside the consumers of the store.
 	"cache":     2,
+	"meta":      2,
 	"metrics":   2,
 	"writeback": 2,
 
@@ -63,7 +64,7 @@ var outside = []struct {
 
 // noSyscall are the packages below fs, which return wrapped errors and
 // leave errno to fs (tests may use syscall).
-var noSyscall = []string{"store", "store/memstore", "store/s3", "store/storetest", "cache", "metrics", "writeback"}
+var noSyscall = []string{"store", "store/memstore", "store/s3", "store/storetest", "cache", "meta", "metrics", "writeback"}
 
 type pkg struct {
 	ImportPath   string
@@ -161,7 +162,7 @@ func check(name string, p pkg) []string {
 				continue // reported for dep itself
 			}
 			if depRank >= rank {
-				bad = append(bad, fmt.Sprintf("%s imports %s: imports point down only (cmd → fs → writeback, cache → store)", name, dep))
+				bad = append(bad, fmt.Sprintf("%s imports %s: imports point down only (cmd → fs → writeback, cache, meta → store)", name, dep))
 			}
 		}
 	}
