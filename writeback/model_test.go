@@ -158,10 +158,12 @@ func runModel(t *testing.T, cfg modelConfig, ops []byte, baseSize uint16) *memst
 		if file.Size() != int64(len(model)) {
 			t.Fatalf("size %d, model %d", file.Size(), len(model))
 		}
+		checkFile(t, w, file)
 	}
 	if _, err := file.Sync(ctx); err != nil {
 		t.Fatalf("final sync: %v", err)
 	}
+	checkFile(t, w, file)
 	assertStored(t, st, "k", model)
 	assertNoUploads(t, st)
 	assertNoStaged(t, st, cfg.opts.StagePrefix)
@@ -169,4 +171,20 @@ func runModel(t *testing.T, cfg modelConfig, ops []byte, baseSize uint16) *memst
 		t.Fatalf("budget leaked or overrun: %+v", s)
 	}
 	return st
+}
+
+// checkFile fails the test when a part state invariant of file is broken
+// (File.checkLocked), or when the budget has handed out fewer bytes than
+// file holds (the rest of what it has handed out is in uploads).
+func checkFile(t *testing.T, w *Writer, file *File) {
+	t.Helper()
+	file.opMu.Lock()
+	err, held := file.checkLocked(), file.held
+	file.opMu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used := w.Stats().Used; used < held {
+		t.Fatalf("the file holds %d bytes of buffers, the budget has handed out %d", held, used)
+	}
 }
