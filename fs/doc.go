@@ -232,6 +232,13 @@
 //
 // # Locks
 //
+// Two suffixes say what a method expects of its caller. A name ending in
+// Locked (startStateLocked, fillLocked) wants the receiver's mutex held: the
+// fields marked "guarded by mu" of a node, or dirHandle.mu. A name ending
+// in Held (syncHeld, releaseHeld) wants the file's operation lock,
+// fileNode.op, held shared or exclusively, and takes fileNode.mu itself as
+// needed; it may call the network.
+//
 // Lock order, outermost first:
 //
 //  1. go-fuse's own tree locks. This package never holds one of its mutexes
