@@ -49,11 +49,10 @@ type Options struct {
 	// to 1 MiB each (max_pages), but never more than the read-ahead, which
 	// FUSE caps at 128 KiB when mounting. Mount raises it afterwards
 	// through sysfs, which needs root; default 1 MiB, negative leaves the
-	// kernel's 128 KiB. Against a local MinIO, 1 MiB READs made warm reads
-	// about 1.5 times as fast and cold ones cost partfs a fifth less CPU;
-	// larger values gained nothing measurable. It should stay below a quarter of
-	// cache.Options.SequentialSlack, as the kernel's reads ahead arrive out
-	// of order by up to twice the read-ahead.
+	// kernel's 128 KiB (README, "Benchmarks", says what it gains). It
+	// should stay below a quarter of cache.Options.SequentialSlack, as the
+	// kernel's reads ahead arrive out of order by up to twice the
+	// read-ahead.
 	KernelReadAhead int64
 	// StatTTL is how long partfs believes what S3 said about an object
 	// (HEAD) or a directory (listing) before asking again; default 1s.
