@@ -484,7 +484,7 @@ func TestDiscardLeavesOldObject(t *testing.T) {
 	w := newWriter(t, st, Options{PartSize: 5 * mib})
 	f := w.Open("k", nil, store.PutOptions{})
 	writeSeq(t, f, randomBytes(14, 20*mib), 0, mib)
-	f.Discard(context.Background())
+	f.Discard()
 	assertStored(t, st, "k", old)
 	assertNoUploads(t, st)
 	if s := w.Stats(); s.Used != 0 {

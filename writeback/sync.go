@@ -114,7 +114,6 @@ func (f *File) syncLocked(ctx context.Context) (store.Object, error) {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			return store.Object{}, err
 		}
-		f.w.log.Error("write failed; changes dropped", "key", f.key, "err", err)
 		f.w.failures.failed(f.key, err)
 		f.dropLocked()
 		f.size, f.dirty, f.err = 0, false, err
@@ -229,7 +228,7 @@ func (f *File) dropLocked() {
 
 // Discard drops the dirty state, aborting any multipart upload. The File must
 // not be used afterwards.
-func (f *File) Discard(ctx context.Context) {
+func (f *File) Discard() {
 	f.opMu.Lock()
 	defer f.opMu.Unlock()
 	f.dropLocked()
