@@ -24,6 +24,13 @@ S3UTIL   := $(BIN)/s3util
 MINIO    := $(BIN)/minio
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 
+# What `partfs --version` reports: the nearest tag (with the commits since
+# and -dirty for a modified tree) and the commit. Override on the command
+# line, e.g. make build VERSION=v1.2.0.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
 # The local server of `make run`. Override on the command line, e.g.
 # make run MINIO_PORT=9100.
 MINIO_HOST ?= 127.0.0.1
@@ -50,7 +57,7 @@ build: $(PARTFS)
 # go build is incremental; always asking it keeps the binary current.
 $(PARTFS): FORCE
 	@mkdir -p $(BIN)
-	$(GO) build -o $@ ./cmd/partfs
+	$(GO) build -ldflags '$(LDFLAGS)' -o $@ ./cmd/partfs
 
 $(S3UTIL): FORCE
 	@mkdir -p $(BIN)
