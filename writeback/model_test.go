@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/partfs/partfs/internal/testkit"
 	"github.com/partfs/partfs/store"
 	"github.com/partfs/partfs/store/memstore"
 )
@@ -94,7 +95,7 @@ func runModel(t *testing.T, cfg modelConfig, ops []byte, baseSize uint16) *memst
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	model := randomBytes(uint64(baseSize), int(baseSize)%cfg.base)
+	model := testkit.RandomBytes(uint64(baseSize), int(baseSize)%cfg.base)
 	var file *File
 	if len(model) > 0 {
 		obj, err := st.Put(ctx, "k", model, md5.Sum(model), store.PutOptions{})
@@ -108,7 +109,7 @@ func runModel(t *testing.T, cfg modelConfig, ops []byte, baseSize uint16) *memst
 	}
 	maxSize := int(w.Plan().MaxSize())
 	write := func(off, n int, seed uint64) {
-		data := randomBytes(seed, n)
+		data := testkit.RandomBytes(seed, n)
 		if _, err := file.WriteAt(ctx, data, int64(off)); err != nil {
 			t.Fatalf("write %d at %d: %v", n, off, err)
 		}

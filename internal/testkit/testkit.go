@@ -54,7 +54,7 @@ func RandomReader(seed uint64) io.Reader {
 }
 
 // RandomBytes returns the first n bytes of RandomReader(seed).
-func RandomBytes(seed uint64, n int) []byte {
+func RandomBytes[N int | int64](seed uint64, n N) []byte {
 	b := make([]byte, n)
 	if _, err := io.ReadFull(RandomReader(seed), b); err != nil {
 		panic(err) // ChaCha8 never fails
