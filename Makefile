@@ -3,8 +3,9 @@
 #   make run     build partfs, start a local MinIO, mount a bucket at ./mnt
 #   make stop    unmount ./mnt and stop the local MinIO
 #   make ls      list the objects in the local bucket (make uploads: uploads in progress)
-#   make test    unit and integration tests, race detector on (first installs
-#                rsync and sqlite3 when missing, as root)
+#   make test    make check, then unit and integration tests, race detector
+#                on (first installs rsync and sqlite3 when missing, as root)
+#   make check   fails listing the files gofmt would change, then runs go vet
 #   make bench   write and read throughput through the mount vs direct S3
 #                (make bench PROFILE=1 also writes partfs.cpu.prof)
 #   make install copy partfs to $(PREFIX)/bin and link /sbin/mount.fuse.partfs
@@ -14,6 +15,7 @@
 # log and pid file live in .run/. .bin/, .run/ and mnt/ are git-ignored.
 
 GO       ?= go
+GOFMT    ?= gofmt
 BIN      := $(CURDIR)/.bin
 RUNDIR   := $(CURDIR)/.run
 MNT      := $(CURDIR)/mnt
@@ -21,6 +23,13 @@ PARTFS   := $(BIN)/partfs
 S3UTIL   := $(BIN)/s3util
 MINIO    := $(BIN)/minio
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
+
+# What `partfs --version` reports: the nearest tag (with the commits since
+# and -dirty for a modified tree) and the commit. Override on the command
+# line, e.g. make build VERSION=v1.2.0.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 # The local server of `make run`. Override on the command line, e.g.
 # make run MINIO_PORT=9100.
@@ -39,7 +48,7 @@ MINIO_PID := $(RUNDIR)/minio.pid
 PROFILE ?=
 BENCH_ENV := $(if $(PROFILE),PARTFS_BENCH_CPUPROFILE=$(CURDIR)/partfs.cpu.prof)
 
-.PHONY: all build install run stop ls uploads test test-deps bench minio FORCE
+.PHONY: all build install run stop ls uploads test check test-deps bench minio FORCE
 
 all: build
 
@@ -48,7 +57,7 @@ build: $(PARTFS)
 # go build is incremental; always asking it keeps the binary current.
 $(PARTFS): FORCE
 	@mkdir -p $(BIN)
-	$(GO) build -o $@ ./cmd/partfs
+	$(GO) build -ldflags '$(LDFLAGS)' -o $@ ./cmd/partfs
 
 $(S3UTIL): FORCE
 	@mkdir -p $(BIN)
@@ -111,8 +120,14 @@ uploads: $(S3UTIL)
 	@$(DEV_ENV) $(S3UTIL) -endpoint $(ENDPOINT) uploads $(BUCKET)
 
 # The integration tests find MinIO in .bin/ and build partfs themselves.
-test: test-deps $(MINIO)
+# The import layers are checked by the test of internal/layering.
+test: check test-deps $(MINIO)
 	$(GO) test -race -timeout 20m ./...
+
+check:
+	@files=$$(find . -name '*.go' -not -path './.*' -not -path './mnt/*' | xargs $(GOFMT) -l); \
+	if [ -n "$$files" ]; then echo "gofmt -w these files:" >&2; echo "$$files" >&2; exit 1; fi
+	$(GO) vet ./...
 
 # Tools the integration tests run against the mount, with their Debian
 # packages. As root they are installed when missing; otherwise make stops

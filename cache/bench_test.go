@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/partfs/partfs/internal/testkit"
 	"github.com/partfs/partfs/store"
 	"github.com/partfs/partfs/store/memstore"
 )
@@ -19,7 +20,7 @@ const benchObjectSize = 64 << 20
 func benchStore(b *testing.B, size int) (*memstore.Store, store.Object) {
 	b.Helper()
 	mem := memstore.New(memstore.Options{})
-	return mem, put(b, mem, "bench", randomData(size, 7))
+	return mem, put(b, mem, "bench", testkit.RandomBytes(7, size))
 }
 
 // readAll reads obj through a new Reader of c in reads of n bytes.

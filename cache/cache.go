@@ -1,5 +1,5 @@
-// Package cache serves reads of stored objects from memory and remembers
-// what the bucket's listings and HEAD requests said, for a short while.
+// Package cache serves reads of stored objects from memory. What the
+// bucket's listings and HEAD requests said is remembered by package meta.
 //
 // # Blocks
 //
@@ -75,30 +75,17 @@
 // ReadAheadBytes, plus the blocks of reads in progress. Stats reports the
 // budget in use and its peak.
 //
-// # Metadata
-//
-// Meta, in meta.go, caches Stat results, negative lookups and directory
-// listings with TTLs; see its documentation.
-//
 // # Use from the fs layer
 //
 //	c, err := cache.New(st, opts)      // at mount; c.Close() at unmount
-//	meta := cache.NewMeta(st, opts)    // same Options
 //
-//	obj, err := meta.Stat(ctx, key)    // LOOKUP, GETATTR, and OPEN (close-to-open)
 //	r := c.Open(obj)                   // OPEN for reading: one Reader per handle
 //	bs, err := r.Slices(ctx, off, n)   // READ: the bytes as slices of cached blocks; io.EOF at the end
 //	r.Close()                          // RELEASE
-//
-//	l, err := meta.ReadDir(ctx, prefix)     // READDIR (l.Next != "": continue with st.List)
-//
-//	meta.Update(obj)             // after this mount's Put/CompleteMultipart/Copy of obj.Key
-//	meta.Invalidate(key)         // after a Delete of key, or any change whose result is unknown
-//	meta.InvalidateDir(prefix)   // after renaming or removing a directory
-//	c.Forget(old)                // optional: free the blocks of a version known to be gone
+//	c.Forget(old)                      // optional: free the blocks of a version known to be gone
 //
 // A read that fails with store.ErrPrecondition means the object changed
-// since obj was stat'ed: the fs layer stats again (after Invalidate) and
+// since obj was stat'ed: the fs layer stats again (meta.Cache.Invalidate) and
 // opens a new Reader. Reads never return bytes of two versions.
 //
 // # Locks
@@ -116,7 +103,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
 	"golang.org/x/sync/errgroup"
@@ -140,8 +126,7 @@ const (
 // errClosed is returned by ReadAt after Close.
 var errClosed = errors.New("cache: closed")
 
-// Options configures a Cache and a Meta. Zero values get defaults in New and
-// NewMeta.
+// Options configures a Cache. Zero values get defaults in New.
 type Options struct {
 	// BlockSize is the unit of caching and of a random read's GET; default
 	// 256 KiB (see the package comment for why).
@@ -163,20 +148,6 @@ type Options struct {
 	// the reordering of the kernel's parallel read requests, about twice
 	// the kernel's read-ahead (go-fuse MaxReadAhead); default 4 MiB.
 	SequentialSlack int64
-
-	// StatTTL is how long a Stat result is believed; default 1s.
-	StatTTL time.Duration
-	// NegativeTTL is how long "no such key" is believed; default 1s.
-	NegativeTTL time.Duration
-	// ListTTL is how long a directory listing is believed; default 1s.
-	ListTTL time.Duration
-	// MaxStats bounds the Stat results kept, fresh or expired; default 50,000.
-	MaxStats int
-	// MaxListed bounds the entries of all cached listings together; default
-	// 100,000. ReadDir returns at most this many entries of one directory.
-	MaxListed int
-	// Now is the clock for TTLs; default time.Now.
-	Now func() time.Time
 
 	Logger *slog.Logger
 }

@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/partfs/partfs/internal/testkit"
 	"github.com/partfs/partfs/store"
 	"github.com/partfs/partfs/store/memstore"
 )
@@ -22,8 +22,7 @@ const testBlock = 1000
 func setup(t *testing.T, size int) (*memstore.Store, *Cache, store.Object, []byte) {
 	t.Helper()
 	mem := memstore.New(memstore.Options{})
-	data := make([]byte, size)
-	rand.NewChaCha8([32]byte{byte(size)}).Read(data)
+	data := testkit.RandomBytes(uint64(size), size)
 	obj := put(t, mem, "key", data)
 	c, err := New(mem, Options{BlockSize: testBlock, MaxBytes: 1 << 20})
 	if err != nil {
@@ -332,8 +331,7 @@ func FuzzReadAt(f *testing.F) {
 			t.Skip()
 		}
 		mem := memstore.New(memstore.Options{})
-		data := make([]byte, size)
-		rand.NewChaCha8([32]byte{byte(size), block}).Read(data)
+		data := testkit.RandomBytes(uint64(size)<<8|uint64(block), int(size))
 		obj := put(t, mem, "k", data)
 		c, err := New(mem, Options{BlockSize: int64(block), MaxBytes: 64 * int64(block)}) // small: evictions too, and few counters to set up
 		if err != nil {

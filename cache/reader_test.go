@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/partfs/partfs/internal/testkit"
 	"github.com/partfs/partfs/store"
 	"github.com/partfs/partfs/store/memstore"
 )
@@ -30,7 +31,7 @@ var raOptions = Options{
 func setupRA(t testing.TB, blocks int, opts Options) (*memstore.Store, *Cache, store.Object, []byte) {
 	t.Helper()
 	mem := memstore.New(memstore.Options{})
-	data := randomData(blocks*testBlock, uint64(blocks))
+	data := testkit.RandomBytes(uint64(blocks), blocks*testBlock)
 	obj := put(t, mem, "key", data)
 	c, err := New(mem, opts)
 	if err != nil {
@@ -39,12 +40,6 @@ func setupRA(t testing.TB, blocks int, opts Options) (*memstore.Store, *Cache, s
 	t.Cleanup(c.Close)
 	mem.ResetCalls()
 	return mem, c, obj, data
-}
-
-func randomData(n int, seed uint64) []byte {
-	b := make([]byte, n)
-	rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), byte(n)}).Read(b)
-	return b
 }
 
 // readSequentially reads r to the end in reads of n bytes and checks them.
@@ -134,22 +129,11 @@ func holdGets(t testing.TB, mem *memstore.Store) (release func(), held func() in
 // quiesce waits until no fetch is in flight.
 func quiesce(t *testing.T, c *Cache) {
 	t.Helper()
-	waitFor(t, "fetches to end", func() bool {
+	testkit.WaitFor(t, "fetches to end", func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		return len(c.inflight) == 0
 	})
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 func TestReadAheadGetsRunInParallel(t *testing.T) {
@@ -170,7 +154,7 @@ func TestReadAheadGetsRunInParallel(t *testing.T) {
 		done <- err
 	}()
 	// A serial reader would hold one Get and wait for it.
-	waitFor(t, "two Gets in flight at once", func() bool { return held() >= 2 })
+	testkit.WaitFor(t, "two Gets in flight at once", func() bool { return held() >= 2 })
 	release()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -245,7 +229,7 @@ func TestReadAheadBudgetHoldsAcrossReaders(t *testing.T) {
 	datas := make([][]byte, readers)
 	rs := make([]*Reader, readers)
 	for i := range readers {
-		datas[i] = randomData(blocks*testBlock, uint64(i))
+		datas[i] = testkit.RandomBytes(uint64(i), blocks*testBlock)
 		objs[i] = put(t, mem, fmt.Sprintf("k%d", i), datas[i])
 		rs[i] = c.Open(objs[i])
 	}
@@ -353,7 +337,7 @@ func TestReadAheadSharesFetchesInFlight(t *testing.T) {
 	// Some block beyond that read is being fetched ahead; another handle's
 	// read of it waits for the same fetch.
 	var k int64
-	waitFor(t, "a block fetched ahead", func() bool {
+	testkit.WaitFor(t, "a block fetched ahead", func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		for k = 3; k < 100; k++ {
@@ -435,7 +419,7 @@ func TestReaderClose(t *testing.T) {
 	quiesce(t, c)
 	release, held := holdGets(t, mem)
 	go func() { _, _ = readerAt(context.Background(), r, make([]byte, 1000), 2000) }()
-	waitFor(t, "a Get in flight", func() bool { return held() > 0 })
+	testkit.WaitFor(t, "a Get in flight", func() bool { return held() > 0 })
 	r.Close()
 	r.Close()
 	if st := c.Stats(); st.ReadAheadBytes != 0 {
@@ -536,7 +520,7 @@ func FuzzReader(f *testing.F) {
 			t.Skip()
 		}
 		mem := memstore.New(memstore.Options{})
-		data := randomData(int(size), uint64(block))
+		data := testkit.RandomBytes(uint64(block), int(size))
 		obj := put(t, mem, "k", data)
 		bs := int64(block)
 		c, err := New(mem, Options{BlockSize: bs, MaxBytes: 16 * bs, ReadAheadBytes: 6 * bs, FetchSize: 3 * bs, SequentialSlack: 2 * bs})

@@ -103,27 +103,16 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 }
 
 // findDir reports whether anything exists under prefix, and the directory's
-// attributes, from its marker object when there is one. An empty prefix is
-// remembered for NegativeTTL (absentDirs); a fresh listing of the parent
-// that lacks it answers without a request too.
+// attributes, from its marker object when there is one. The metadata cache
+// remembers an empty prefix for NegativeTTL (meta.Cache.FindDir).
 func (d *dirNode) findDir(ctx context.Context, prefix string) (attrs, bool, error) {
 	a := defaultDirAttrs(d.fsys)
-	fsys := d.fsys
-	if fsys.absent.isAbsent(prefix) || fsys.meta.DirAbsent(prefix) {
-		return a, false, nil
-	}
-	gen := fsys.absent.begin()
-	page, err := fsys.opts.Store.List(ctx, prefix, "/", "", 1)
-	if err != nil {
+	found, marker, err := d.fsys.meta.FindDir(ctx, prefix)
+	if err != nil || !found {
 		return a, false, err
 	}
-	if len(page.Objects) == 0 && len(page.Prefixes) == 0 {
-		fsys.absent.remember(prefix, gen)
-		return a, false, nil
-	}
-	// The marker is the first key under its own prefix.
-	if len(page.Objects) > 0 && page.Objects[0].Key == prefix {
-		if a, err = markerAttrs(ctx, fsys, prefix); err != nil {
+	if marker {
+		if a, err = markerAttrs(ctx, d.fsys, prefix); err != nil {
 			return a, false, err
 		}
 	}

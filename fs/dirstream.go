@@ -29,7 +29,7 @@ const (
 )
 
 // dirHandle is an open directory. The first entries come from the metadata
-// cache's listing of the directory (cache.Meta.ReadDir: every page, up to
+// cache's listing of the directory (meta.Cache.ReadDir: every page, up to
 // its entry limit, shared with lookups for StatTTL); a directory larger than
 // that limit is listed on a page at a time as the kernel asks for entries,
 // with the context of the request that needs the page, so an interrupted

@@ -14,12 +14,12 @@
 // asks for the object "name" first (HeadObject); when it is missing, one
 // listing of "name/" with a page size of one tells whether a directory of that
 // name exists, and whether it has a marker whose metadata to read; a name
-// found missing costs nothing more for NegativeTTL (the HEAD's answer is in
-// the metadata cache, the listing's in absentDirs). A burst of lookups of
+// found missing costs nothing more for NegativeTTL (the metadata cache,
+// package meta, remembers both answers). A burst of lookups of
 // new names in one directory, as cp -r, rsync or tar -x make before each
 // create, costs one listing of that directory per NegativeTTL instead of
 // a HEAD and a listing per name, when the directory fits in one page (see
-// cache/burst.go). When both
+// meta/burst.go). When both
 // an object "name" and keys under "name/" exist, the file wins, in Lookup and
 // in Readdir alike. Keys that cannot be file names (an empty segment as in
 // "a//b", "." or "..", names longer than 255 bytes) are left out of listings.
@@ -222,7 +222,7 @@
 // interrupt (any signal to the calling thread, including the SIGURG the Go
 // runtime uses for preemption). Requests that only read (lookup, readdir,
 // read) and waits for write-buffer memory honour it and fail with EINTR. A
-// HEAD or listing shared with other callers (cache.Meta) goes on for them;
+// HEAD or listing shared with other callers (meta.Cache) goes on for them;
 // only the interrupted caller stops waiting.
 // Requests that change the bucket (mkdir, rmdir, unlink, rename, symlink,
 // setattr, and the syncs of close and fsync) run under a context detached
@@ -241,6 +241,13 @@
 // and the changes stay for a later sync.
 //
 // # Locks
+//
+// Two suffixes say what a method expects of its caller. A name ending in
+// Locked (startStateLocked, fillLocked) wants the receiver's mutex held: the
+// fields marked "guarded by mu" of a node, or dirHandle.mu. A name ending
+// in Held (syncHeld, releaseHeld) wants the file's operation lock,
+// fileNode.op, held shared or exclusively, and takes fileNode.mu itself as
+// needed; it may call the network.
 //
 // Lock order, outermost first:
 //
@@ -270,8 +277,7 @@
 //     called under it.
 //  5. filesystem.mu guards the set of nodes that hold a state; it is taken
 //     inside fileNode.mu and nothing is called while it is held.
-//     absentDirs.mu is a leaf like it.
 //
-// writeback.File, cache.Cache and cache.Meta have their own locks below all
+// writeback.File, cache.Cache and meta.Cache have their own locks below all
 // of these and never call back into this package.
 package fs

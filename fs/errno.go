@@ -10,17 +10,12 @@ import (
 	"github.com/partfs/partfs/writeback"
 )
 
-// errReadOnly is returned by every operation that would change a read-only
-// mount.
-var errReadOnly = errors.New("fs: read-only mount")
-
 // errnoTable lists the errors that have a meaning of their own for
 // applications, in the order they are tested. Anything else is EIO.
 var errnoTable = []struct {
 	err   error
 	errno syscall.Errno
 }{
-	{errReadOnly, syscall.EROFS},
 	{context.Canceled, syscall.EINTR},
 	{context.DeadlineExceeded, syscall.ETIMEDOUT},
 	{fs.ErrNotExist, syscall.ENOENT}, // store.ErrNotExist satisfies it

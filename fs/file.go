@@ -226,9 +226,6 @@ func (n *fileNode) syncIfDirty(ctx context.Context) error {
 	return n.sync(ctx)
 }
 
-// releaseHeld ends one use of the state. The last one syncs a state that is
-// still dirty (a FLUSH failed or never came), logging a failure as nobody
-// is left to hear of it, and drops the state. The caller holds op shared.
 // emptyReplacement reports whether the state would replace a non-empty
 // stored object with an empty one that nothing was written to (see Flush).
 func (n *fileNode) emptyReplacement() bool {
@@ -238,6 +235,9 @@ func (n *fileNode) emptyReplacement() bool {
 	return st != nil && !n.unlinked && n.exists && n.obj.Size > 0 && st.Dirty() && st.Size() == 0
 }
 
+// releaseHeld ends one use of the state. The last one syncs a state that is
+// still dirty (a FLUSH failed or never came), logging a failure as nobody
+// is left to hear of it, and drops the state. The caller holds op shared.
 func (n *fileNode) releaseHeld() {
 	n.mu.Lock()
 	n.users--
@@ -263,7 +263,7 @@ func (n *fileNode) releaseHeld() {
 	n.state = nil
 	n.fsys.removeState(n)
 	n.mu.Unlock()
-	st.Discard(context.Background())
+	st.Discard()
 }
 
 // unlink marks the file deleted and drops its state. Handles still open keep
@@ -287,7 +287,7 @@ func (n *fileNode) unlink() {
 	}
 	n.mu.Unlock()
 	if drop {
-		st.Discard(context.Background())
+		st.Discard()
 	}
 	if forget != nil && n.fsys.opts.Cache != nil {
 		n.fsys.opts.Cache.Forget(*forget)
@@ -360,6 +360,6 @@ func (n *fileNode) moved(key string, obj store.Object) {
 	}
 	n.mu.Unlock()
 	if old != nil {
-		old.Discard(context.Background())
+		old.Discard()
 	}
 }

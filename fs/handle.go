@@ -107,7 +107,7 @@ func (n *fileNode) setAttrs(ctx context.Context, in *fuse.SetAttrIn) syscall.Err
 	}
 	n.mu.Unlock()
 	if old != nil {
-		old.Discard(context.Background())
+		old.Discard()
 	}
 	return 0
 }

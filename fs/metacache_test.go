@@ -211,7 +211,7 @@ func TestNegativeLookupCached(t *testing.T) {
 // TestBurstOfCreatesFewRequests: creating many files in one directory, as
 // cp -r or tar -x do (each name is looked up before it is created), costs
 // a PUT per file and a few requests besides, not a HEAD and a LIST per
-// file (cache/burst.go).
+// file (meta/burst.go).
 func TestBurstOfCreatesFewRequests(t *testing.T) {
 	m := newMount(t, nil, kernelCaching, func(o *Options) { o.StatTTL, o.NegativeTTL = time.Minute, time.Minute })
 	if err := os.Mkdir(m.path("d"), 0o755); err != nil {

@@ -30,10 +30,23 @@ type MountOptions struct {
 	Logger *slog.Logger
 }
 
+// Server serves one mount of a Root; Mount starts it.
+type Server struct {
+	fuse *fuse.Server
+}
+
+// Unmount asks the kernel to end the mount, through the fusermount3 helper
+// when this process may not unmount; it fails while files are open on it.
+func (s *Server) Unmount() error { return s.fuse.Unmount() }
+
+// Wait returns once the mount has ended and every request is answered.
+func (s *Server) Wait() { s.fuse.Wait() }
+
 // Mount mounts root on dir and serves it in the background. It returns once
 // the kernel has the mount, so that the mount point is usable at once. The
-// caller ends it with Server.Unmount and waits for Server.Wait.
-func Mount(dir string, root *Root, mo MountOptions) (*fuse.Server, error) {
+// caller ends it with Server.Unmount (or umount(2)) and waits for
+// Server.Wait.
+func Mount(dir string, root *Root, mo MountOptions) (*Server, error) {
 	opts := root.fsys.opts
 	logger := mo.Logger
 	if logger == nil {
@@ -89,7 +102,7 @@ func Mount(dir string, root *Root, mo MountOptions) (*fuse.Server, error) {
 		return nil, err
 	}
 	root.fsys.mounted(dir)
-	return server, nil
+	return &Server{fuse: server}, nil
 }
 
 // DirectMountAvailable reports whether this process may mount with mount(2):

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/partfs/partfs/cache"
+	"github.com/partfs/partfs/internal/testkit"
 	"github.com/partfs/partfs/store"
 	"github.com/partfs/partfs/store/memstore"
 	"github.com/partfs/partfs/writeback"
@@ -111,15 +111,6 @@ func (m *testMount) absent(t *testing.T, key string) {
 	if _, ok := m.st.Objects()[key]; ok {
 		t.Fatalf("object %q exists, want none", key)
 	}
-}
-
-func randomBytes(n int) []byte {
-	r := rand.New(rand.NewPCG(uint64(n), 7))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
 }
 
 func wantErrno(t *testing.T, what string, err error, want error) {
@@ -339,7 +330,7 @@ func TestStatfs(t *testing.T) {
 
 func TestReadExisting(t *testing.T) {
 	m := newMount(t, nil)
-	body := randomBytes(3<<20 + 17)
+	body := testkit.RandomBytes(1, 3<<20+17)
 	m.put(t, "big.bin", body, nil)
 	got, err := os.ReadFile(m.path("big.bin"))
 	if err != nil {

@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/partfs/partfs/cache"
+	"github.com/partfs/partfs/meta"
 	"github.com/partfs/partfs/store"
 )
 
@@ -24,7 +24,7 @@ var (
 )
 
 // The metadata seam: every HEAD and every listing of a whole directory this
-// package makes goes through fsys.meta (cache.Meta), and every change it
+// package makes goes through fsys.meta (meta.Cache), and every change it
 // makes to the bucket is announced through changed, changedDir or stored
 // once S3 has acted, so that this mount sees its own changes at once. See
 // "Consistency" in the package comment.
@@ -33,18 +33,17 @@ var (
 // LOOKUPs of one directory (go-fuse negotiates FUSE_PARALLEL_DIROPS) reach
 // S3 in parallel.
 
-// newMeta returns the metadata cache for opts. cache.Meta has no "off"
-// switch: a TTL of one nanosecond is one, as every answer has expired by
-// the time it could be used again. A listing is believed as long as a
-// HEAD.
-func newMeta(opts Options, log *slog.Logger) *cache.Meta {
+// newMeta returns the metadata cache for opts, whose TTLs New has made
+// zero for "no caching" (negative for meta.New). A listing is believed as
+// long as a HEAD.
+func newMeta(opts Options, log *slog.Logger) *meta.Cache {
 	ttl := func(d time.Duration) time.Duration {
 		if d <= 0 {
-			return time.Nanosecond
+			return -1
 		}
 		return d
 	}
-	return cache.NewMeta(opts.Store, cache.Options{
+	return meta.New(opts.Store, meta.Options{
 		StatTTL:     ttl(opts.StatTTL),
 		NegativeTTL: ttl(opts.NegativeTTL),
 		ListTTL:     ttl(opts.StatTTL),
@@ -71,7 +70,6 @@ func (fsys *filesystem) statFresh(ctx context.Context, key string) (store.Object
 func (fsys *filesystem) changed(keys ...string) {
 	for _, key := range keys {
 		fsys.meta.Invalidate(key)
-		fsys.absent.changed(key)
 	}
 }
 
@@ -79,7 +77,6 @@ func (fsys *filesystem) changed(keys ...string) {
 // prefix.
 func (fsys *filesystem) changedDir(prefix string) {
 	fsys.meta.InvalidateDir(prefix)
-	fsys.absent.changedDir(prefix)
 }
 
 // stored announces that this mount stored obj, whose metadata is exactly
@@ -91,7 +88,6 @@ func (fsys *filesystem) stored(obj store.Object) {
 		return
 	}
 	fsys.meta.Update(obj)
-	fsys.absent.changed(obj.Key)
 }
 
 // copyObject copies src to dst pinned to src.ETag, in parts above

@@ -16,6 +16,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
+	"github.com/partfs/partfs/internal/testkit"
 	"github.com/partfs/partfs/store"
 )
 
@@ -33,7 +34,7 @@ func dropPages(t *testing.T, f *os.File) {
 // again are served by the block cache: no GET after the first read.
 func TestReReadHitsCache(t *testing.T) {
 	m := newMount(t, nil)
-	body := randomBytes(3<<20 + 5)
+	body := testkit.RandomBytes(2, 3<<20+5)
 	m.put(t, "f", body, nil)
 	if got, err := os.ReadFile(m.path("f")); err != nil || !bytes.Equal(got, body) {
 		t.Fatalf("first read: %d bytes, %v", len(got), err)

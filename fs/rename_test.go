@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/partfs/partfs/internal/testkit"
 	"github.com/partfs/partfs/store"
 	"github.com/partfs/partfs/store/memstore"
 )
@@ -88,7 +89,7 @@ func TestRenameLargeObjectCopiesParts(t *testing.T) {
 	const limit = 6 << 20 // stands for S3's 5 GiB
 	st := memstore.New(memstore.Options{MaxPartSize: limit})
 	m := newMount(t, st, func(o *Options) { o.MaxCopySize = limit })
-	body := randomBytes(2*limit + 1<<20 + 3)
+	body := testkit.RandomBytes(3, 2*limit+1<<20+3)
 	md := store.Metadata{"mode": "33152", "mtime": "1700000000"}
 	m.putMultipart(t, "big", body, limit, md)
 	st.ResetCalls()
@@ -171,7 +172,7 @@ func TestRenameOpenFile(t *testing.T) {
 	}{
 		{"small", []byte("hello "), []byte("world")},
 		// Larger than a part: a multipart upload is under way at rename.
-		{"multipart", randomBytes(7 << 20), randomBytes(1 << 20)},
+		{"multipart", testkit.RandomBytes(4, 7<<20), testkit.RandomBytes(5, 1<<20)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

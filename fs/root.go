@@ -13,6 +13,7 @@ import (
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 
 	"github.com/partfs/partfs/cache"
+	"github.com/partfs/partfs/meta"
 	"github.com/partfs/partfs/store"
 	"github.com/partfs/partfs/writeback"
 )
@@ -48,11 +49,10 @@ type Options struct {
 	// to 1 MiB each (max_pages), but never more than the read-ahead, which
 	// FUSE caps at 128 KiB when mounting. Mount raises it afterwards
 	// through sysfs, which needs root; default 1 MiB, negative leaves the
-	// kernel's 128 KiB. Against a local MinIO, 1 MiB READs made warm reads
-	// about 1.5 times as fast and cold ones cost partfs a fifth less CPU;
-	// larger values gained nothing measurable. It should stay below a quarter of
-	// cache.Options.SequentialSlack, as the kernel's reads ahead arrive out
-	// of order by up to twice the read-ahead.
+	// kernel's 128 KiB (README, "Benchmarks", says what it gains). It
+	// should stay below a quarter of cache.Options.SequentialSlack, as the
+	// kernel's reads ahead arrive out of order by up to twice the
+	// read-ahead.
 	KernelReadAhead int64
 	// StatTTL is how long partfs believes what S3 said about an object
 	// (HEAD) or a directory (listing) before asking again; default 1s.
@@ -88,10 +88,8 @@ type filesystem struct {
 	log       *slog.Logger
 	mountTime time.Time
 
-	// meta caches HEAD and listing answers; absent caches the directory
-	// probes of lookups that found nothing (absent.go).
-	meta   *cache.Meta
-	absent *absentDirs
+	// meta caches HEAD, listing and directory probe answers.
+	meta *meta.Cache
 
 	copyOpts store.CopyOptions
 	linkWarn sync.Once // hard links are refused with one log line per mount
@@ -159,7 +157,6 @@ func New(opts Options) (*Root, error) {
 		copyOpts:  store.CopyOptions{MaxSingle: opts.MaxCopySize},
 		dirty:     make(map[*fileNode]struct{}),
 		meta:      newMeta(opts, log),
-		absent:    newAbsentDirs(opts.NegativeTTL, time.Now),
 	}
 	r := &Root{}
 	r.dirNode.init(fsys, opts.Prefix, defaultDirAttrs(fsys))

@@ -26,7 +26,6 @@ func TestToErrno(t *testing.T) {
 		{fmt.Errorf("get: %w", store.ErrPrecondition), syscall.ESTALE},
 		{fmt.Errorf("wait: %w", context.Canceled), syscall.EINTR},
 		{fmt.Errorf("retry: %w: %w", store.ErrTransient, context.Canceled), syscall.EINTR},
-		{errReadOnly, syscall.EROFS},
 		{writeback.ErrBufferExhausted, syscall.ENOSPC},
 		{fmt.Errorf("upload: %w", store.ErrTransient), syscall.EIO},
 		{errors.New("something else"), syscall.EIO},

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/partfs/partfs/internal/testkit"
 	"github.com/partfs/partfs/store"
 	"github.com/partfs/partfs/store/memstore"
 )
@@ -37,7 +38,7 @@ func TestWriteSmallFile(t *testing.T) {
 
 func TestWriteLargeFileStreams(t *testing.T) {
 	m := newMount(t, nil)
-	body := randomBytes(23<<20 + 5)
+	body := testkit.RandomBytes(6, 23<<20+5)
 	f, err := os.Create(m.path("large.bin"))
 	if err != nil {
 		t.Fatal(err)

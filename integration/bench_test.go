@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/partfs/partfs/internal/miniotest"
+	"github.com/partfs/partfs/internal/testkit"
 	"github.com/partfs/partfs/store"
 	s3store "github.com/partfs/partfs/store/s3"
 )
@@ -53,7 +54,7 @@ func BenchmarkWrite(b *testing.B) {
 	m := e.mount(cfg)
 	st := directStore(b, e.srv, e.bucket)
 	src := randomFileStream(b, 11, benchSeqSize)
-	small := randomBytes(12, benchSmallSize)
+	small := testkit.RandomBytes(12, benchSmallSize)
 
 	var r benchReport
 	r.fresh = calibrateFreshMemory(b)
@@ -240,7 +241,7 @@ func randomFileStream(tb testing.TB, seed uint64, size int64) string {
 	}
 	defer f.Close()
 	w := bufio.NewWriterSize(f, 1<<20)
-	if _, err := io.CopyN(w, randomReader(seed), size); err != nil {
+	if _, err := io.CopyN(w, testkit.RandomReader(seed), size); err != nil {
 		tb.Fatal(err)
 	}
 	if err := w.Flush(); err != nil {

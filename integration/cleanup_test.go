@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/partfs/partfs/internal/s3proxy"
+	"github.com/partfs/partfs/internal/testkit"
 )
 
 // sdkUpload is a multipart upload that the test drives directly with the
@@ -33,7 +34,7 @@ func startSDKUpload(e *env, key string) *sdkUpload {
 		e.t.Fatalf("create upload %s: %v", key, err)
 	}
 	u := &sdkUpload{e: e, key: key, id: aws.ToString(out.UploadId)}
-	u.part(randomBytes(40, 5*miB))
+	u.part(testkit.RandomBytes(40, 5*miB))
 	return u
 }
 
@@ -161,7 +162,7 @@ func TestUploadCleanup(t *testing.T) {
 		m := e.mountSource(mountConfig{}, source)
 		const key = "data/writing.bin"
 		w := startDD(t, m.path("writing.bin"))
-		if err := w.feed(randomReader(41), 24*miB); err != nil {
+		if err := w.feed(testkit.RandomReader(41), 24*miB); err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -175,7 +176,7 @@ func TestUploadCleanup(t *testing.T) {
 		if err != nil || !strings.Contains(out, "partfs mount on this machine") {
 			t.Errorf("cleanup: %v\n%s", err, out)
 		}
-		if err := w.feed(randomReader(42), 9*miB); err != nil {
+		if err := w.feed(testkit.RandomReader(42), 9*miB); err != nil {
 			t.Fatal(err)
 		}
 		if err := w.finish(time.Minute); err != nil {

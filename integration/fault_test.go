@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/partfs/partfs/internal/s3proxy"
+	"github.com/partfs/partfs/internal/testkit"
 )
 
 // faultOnce returns a fault hook that applies pick's fault to the first
@@ -66,7 +67,7 @@ func TestTransientFaults(t *testing.T) {
 		const key = "faulty-small.txt"
 		e.proxy.SetFault(faultOnce(s3proxy.OpPutObject, key, func(int) s3proxy.Fault { return s3proxy.SlowDown() }))
 		defer e.proxy.SetFault(nil)
-		want := randomBytes(6, 3000)
+		want := testkit.RandomBytes(6, 3000)
 		if err := os.WriteFile(m.path(key), want, 0o644); err != nil {
 			t.Fatalf("write: %v", err)
 		}
@@ -176,7 +177,7 @@ func TestKillDuringOverwrite(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
 			const key = "precious.bin"
-			old := randomBytes(8, 12*miB+7)
+			old := testkit.RandomBytes(8, 12*miB+7)
 			oldETag := e.put(key, old)
 			m := e.mount(mountConfig{})
 			w := tt.writer(t, m.path(key))
@@ -190,7 +191,7 @@ func TestKillDuringOverwrite(t *testing.T) {
 // then kills partfs under it.
 func killWhileUploading(t *testing.T, e *env, m *mount, w *writer, key string) {
 	t.Helper()
-	if err := w.feed(randomReader(9), 40*miB); err != nil {
+	if err := w.feed(testkit.RandomReader(9), 40*miB); err != nil {
 		t.Fatalf("feed the writer: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

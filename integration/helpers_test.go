@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/partfs/partfs/internal/s3proxy"
+	"github.com/partfs/partfs/internal/testkit"
 )
 
 const (
@@ -29,31 +29,11 @@ const (
 // s3Timeout bounds one call of the checking S3 client.
 const s3Timeout = 2 * time.Minute
 
-// randomReader returns a reproducible stream of pseudo-random bytes.
-func randomReader(seed uint64) io.Reader { return rand.NewChaCha8(seedBytes(seed)) }
-
-func seedBytes(seed uint64) [32]byte {
-	var s [32]byte
-	for i := range 8 {
-		s[i] = byte(seed >> (8 * i))
-	}
-	return s
-}
-
-// randomBytes returns size reproducible pseudo-random bytes.
-func randomBytes(seed uint64, size int64) []byte {
-	b := make([]byte, size)
-	if _, err := io.ReadFull(randomReader(seed), b); err != nil {
-		panic(err)
-	}
-	return b
-}
-
 // randomFile writes size pseudo-random bytes to a new file outside the mount
 // and returns its path and content.
 func randomFile(t testing.TB, seed uint64, size int64) (string, []byte) {
 	t.Helper()
-	b := randomBytes(seed, size)
+	b := testkit.RandomBytes(seed, size)
 	path := t.TempDir() + "/src"
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
@@ -377,7 +357,7 @@ func (w *writer) finish(timeout time.Duration) error {
 func ddStream(t testing.TB, path string, seed uint64, size int64, timeout time.Duration) ([md5.Size]byte, error) {
 	t.Helper()
 	w := startDD(t, path)
-	if err := w.feed(randomReader(seed), size); err != nil {
+	if err := w.feed(testkit.RandomReader(seed), size); err != nil {
 		return [md5.Size]byte{}, fmt.Errorf("feed dd: %w (dd: %v)", err, w.finish(timeout))
 	}
 	return w.sum(), w.finish(timeout)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/partfs/partfs/internal/s3proxy"
+	"github.com/partfs/partfs/internal/testkit"
 )
 
 // TestMetrics copies a file while scraping --metrics-addr and asking
@@ -39,7 +40,7 @@ func TestMetrics(t *testing.T) {
 			t.Fatalf("waiting for %d parts: %v", n, err)
 		}
 	}
-	src := randomReader(50)
+	src := testkit.RandomReader(50)
 	if err := w.feed(src, 20*miB); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/partfs/partfs/internal/testkit"
 )
 
 // Renames, metadata changes, symbolic links and awkward names through the
@@ -96,13 +98,13 @@ func modelDir(t testing.TB) string {
 	}
 	for i := range 12 {
 		name := filepath.Join(dir, fmt.Sprintf("f%02d.txt", i))
-		if err := os.WriteFile(name, randomBytes(uint64(100+i), int64(i)*1000+1), 0o644); err != nil {
+		if err := os.WriteFile(name, testkit.RandomBytes(uint64(100+i), int64(i)*1000+1), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	files := map[string][]byte{
 		"empty":         nil,
-		"sub/deep.bin":  randomBytes(200, 9*miB+3),
+		"sub/deep.bin":  testkit.RandomBytes(200, 9*miB+3),
 		"sub/small.txt": []byte("small\n"),
 	}
 	for name, b := range files {
@@ -223,7 +225,7 @@ func TestRenameMetadataSymlinks(t *testing.T) {
 		}
 		checkLink(t, m2.path("renamed-dir/link"), "f01.txt")
 		checkLink(t, m2.path("renamed-dir/sub/up"), "../f02.txt")
-		if b, err := os.ReadFile(m2.path("renamed-dir/sub/up")); err != nil || !bytes.Equal(b, randomBytes(102, 2001)) {
+		if b, err := os.ReadFile(m2.path("renamed-dir/sub/up")); err != nil || !bytes.Equal(b, testkit.RandomBytes(102, 2001)) {
 			t.Errorf("read through renamed-dir/sub/up: %d bytes, %v", len(b), err)
 		}
 		if fi, err := os.Stat(m2.path("big-link")); err != nil || fi.Size() != bigSize {

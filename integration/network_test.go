@@ -21,6 +21,7 @@ import (
 
 	"github.com/partfs/partfs/internal/miniotest"
 	"github.com/partfs/partfs/internal/s3proxy"
+	"github.com/partfs/partfs/internal/testkit"
 )
 
 // The timeouts of the mounts in these tests. Every bound a test checks is
@@ -65,8 +66,8 @@ func readThrough(path string) ([md5.Size]byte, int64, error) {
 func TestCutReads(t *testing.T) {
 	e := newEnv(t)
 	const key, size = "cut.bin", 200 * miB
-	want := md5.Sum(randomBytes(21, size))
-	e.put(key, randomBytes(21, size))
+	want := md5.Sum(testkit.RandomBytes(21, size))
+	e.put(key, testkit.RandomBytes(21, size))
 	m := e.mount(mountConfig{extraArgs: flakyArgs})
 
 	var gets atomic.Int64
@@ -122,7 +123,7 @@ func TestCutReads(t *testing.T) {
 func TestStalledRead(t *testing.T) {
 	e := newEnv(t)
 	const key, size = "stalled.bin", 48 * miB
-	body := randomBytes(22, size)
+	body := testkit.RandomBytes(22, size)
 	e.put(key, body)
 	m := e.mount(mountConfig{extraArgs: flakyArgs})
 	var once sync.Once
@@ -212,7 +213,7 @@ func TestUnreachable(t *testing.T) {
 	m := e.mount(mountConfig{extraArgs: flakyArgs})
 	const key = "unreachable.bin"
 	w := startDD(t, m.path(key))
-	if err := w.feed(randomReader(24), 20*miB); err != nil {
+	if err := w.feed(testkit.RandomReader(24), 20*miB); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -287,7 +288,7 @@ func TestUnreachableStop(t *testing.T) {
 	m := e.mount(mountConfig{extraArgs: flakyArgs})
 	const key = "unsaved.bin"
 	w := startDD(t, m.path(key))
-	if err := w.feed(randomReader(25), 3*miB); err != nil {
+	if err := w.feed(testkit.RandomReader(25), 3*miB); err != nil {
 		t.Fatal(err)
 	}
 	e.proxy.Down()
@@ -371,7 +372,7 @@ func TestEndpointRestart(t *testing.T) {
 
 	t.Run("read", func(t *testing.T) {
 		const key = "restart-read.bin"
-		body := randomBytes(27, size)
+		body := testkit.RandomBytes(27, size)
 		e.put(key, body)
 		e.proxy.Reset()
 		done := make(chan struct{})
@@ -440,7 +441,7 @@ func alignedBuffer(n int) []byte {
 func TestReadInterruptedDuringStall(t *testing.T) {
 	e := newEnv(t)
 	const key = "interrupted.bin"
-	e.put(key, randomBytes(28, 4*miB))
+	e.put(key, testkit.RandomBytes(28, 4*miB))
 	m := e.mount(mountConfig{extraArgs: []string{"--io-timeout", "10m", "--retry-budget", "20m"}})
 	e.proxy.SetFault(func(r *s3proxy.Request) s3proxy.Fault {
 		if r.Op == s3proxy.OpGetObject && r.Key == key {

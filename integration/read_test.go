@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/partfs/partfs/internal/s3proxy"
+	"github.com/partfs/partfs/internal/testkit"
 	"github.com/partfs/partfs/store"
 )
 
@@ -40,7 +41,7 @@ type generated struct {
 }
 
 func newGenerated(seed uint64, size int64) generated {
-	return generated{block: randomBytes(seed, generatedPartSize), size: size}
+	return generated{block: testkit.RandomBytes(seed, generatedPartSize), size: size}
 }
 
 // part returns part i (from 0) in buf, which holds generatedPartSize bytes.
@@ -128,7 +129,7 @@ func (e *env) gets(key string) int {
 // and sends no GET.
 func TestWarmReReadNoGets(t *testing.T) {
 	e := newEnv(t)
-	body := randomBytes(31, 48*miB+123)
+	body := testkit.RandomBytes(31, 48*miB+123)
 	e.put("warm.bin", body)
 	m := e.mount(mountConfig{extraArgs: []string{"--cache-size", "128MiB"}})
 	p := m.path("warm.bin")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/partfs/partfs/internal/s3proxy"
+	"github.com/partfs/partfs/internal/testkit"
 )
 
 // waitUploadParts waits until n parts of key have been stored.
@@ -88,7 +89,7 @@ func TestSecondSignal(t *testing.T) {
 	})
 	defer e.proxy.SetFault(nil)
 	w := startDD(t, m.path(key))
-	if err := w.feed(randomReader(61), 12*miB); err != nil {
+	if err := w.feed(testkit.RandomReader(61), 12*miB); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -142,7 +143,7 @@ func TestLazyUnmount(t *testing.T) {
 	m := e.mount(mountConfig{})
 	const key = "detached.bin"
 	w := startDD(t, m.path(key))
-	src := randomReader(62)
+	src := testkit.RandomReader(62)
 	if err := w.feed(src, 10*miB); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/partfs/partfs/internal/s3proxy"
+	"github.com/partfs/partfs/internal/testkit"
 )
 
 // TestCopyLargeFile copies a 64 MiB file in with cp: it must arrive
@@ -39,7 +40,7 @@ func TestStreamingUpload(t *testing.T) {
 	m := e.mount(mountConfig{})
 	const key, size = "stream.bin", 256 * miB
 	w := startDD(t, m.path(key))
-	src := randomReader(2)
+	src := testkit.RandomReader(2)
 
 	if err := w.feed(src, 40*miB); err != nil {
 		t.Fatalf("feed dd: %v", err)
@@ -84,7 +85,7 @@ func TestSmallFiles(t *testing.T) {
 	for _, size := range []int64{kiB, 0} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			key := fmt.Sprintf("small-%d", size)
-			want := randomBytes(3, size)
+			want := testkit.RandomBytes(3, size)
 			if err := os.WriteFile(m.path(key), want, 0o644); err != nil {
 				t.Fatalf("write %s: %v", key, err)
 			}
@@ -111,7 +112,7 @@ func TestConcurrentWriters(t *testing.T) {
 	var wg sync.WaitGroup
 	for i, w := range writers {
 		wg.Go(func() {
-			if err := w.feed(randomReader(uint64(100+i)), size); err != nil {
+			if err := w.feed(testkit.RandomReader(uint64(100+i)), size); err != nil {
 				errs[i] = fmt.Errorf("feed dd: %w", err)
 			}
 			if err := w.finish(3 * time.Minute); err != nil && errs[i] == nil {
@@ -134,7 +135,7 @@ func TestConcurrentWriters(t *testing.T) {
 // TestReadBack reads objects stored by another client through the mount.
 func TestReadBack(t *testing.T) {
 	e := newEnv(t)
-	want := randomBytes(4, 20*miB+123)
+	want := testkit.RandomBytes(4, 20*miB+123)
 	e.put("dir/obj.bin", want)
 	e.put("top.txt", []byte("hello\n"))
 	m := e.mount(mountConfig{})

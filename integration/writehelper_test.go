@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/partfs/partfs/internal/testkit"
 )
 
 // writeHelperEnv, when set, turns the test binary into a small writer
@@ -32,7 +34,7 @@ func writeHelper() int {
 		fmt.Printf("open=%v\n", err)
 		return 0
 	}
-	_, werr := io.CopyN(f, randomReader(seed), size)
+	_, werr := io.CopyN(f, testkit.RandomReader(seed), size)
 	cerr := f.Close()
 	fmt.Printf("open=ok write=%s close=%s\n", errWord(werr), errWord(cerr))
 	return 0

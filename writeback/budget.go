@@ -12,7 +12,7 @@ import (
 // ErrBufferExhausted is returned by a write that cannot get buffer memory
 // because the whole budget sits in partly filled buffers of other files and
 // no upload is running to free any of it.
-var ErrBufferExhausted = errors.New("writeback: write buffer exhausted by open files; raise --write-buffer or write fewer files at once")
+var ErrBufferExhausted = errors.New("writeback: write buffer exhausted by files written in part; a larger Options.BufferBytes or fewer files written at once would help")
 
 // idleTrim is how long unused buffers are kept for reuse after the last
 // buffer was handed out; then they are given back to the runtime.

@@ -13,13 +13,9 @@ import (
 // File is one file's dirty state. Its methods are safe for concurrent use.
 //
 // A dirty file is cut into the parts of the Writer's Plan: part n always
-// holds bytes [Start(n), Start(n+1)). Each part is in one of four states:
-//   - open: its bytes are in a slot buffer being edited;
-//   - staged (a part too large to buffer whole): its first bytes went out as
-//     pieces of a temporary upload, the piece after them is being edited;
-//   - sent: its bytes went out as UploadPart (or UploadPartCopy) and are no
-//     longer in memory;
-//   - untouched: its bytes are the base object's below baseLimit, zeros above.
+// holds bytes [Start(n), Start(n+1)). Each part is in one of four states
+// (partState, state.go): open, staged, sent or untouched. checkLocked
+// states the invariants that hold between operations.
 //
 // Sync sends the open parts, finishes the staged ones, copies the untouched
 // ones server-side and completes the upload. A change to bytes already sent
@@ -43,6 +39,7 @@ type File struct {
 	open      map[int]*slot    // guarded by opMu
 	staged    map[int]*stage   // guarded by opMu
 	sent      map[int]int64    // part number -> bytes sent; guarded by opMu
+	held      int64            // bytes of the buffers of open and staged parts, taken from the budget; guarded by opMu
 	tick      uint64           // guarded by opMu
 	busy      []int            // parts being filled while memory is made; guarded by opMu
 	err       error            // a failure already reported; sticky until truncated to 0; guarded by opMu
@@ -137,11 +134,7 @@ func (f *File) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
 	for n < len(p) {
 		pos := off + int64(n)
 		k := plan.Part(pos)
-		_, sent := f.sent[k]
-		if st := f.staged[k]; st != nil && pos-plan.Start(k) < st.sent {
-			sent = true
-		}
-		if sent {
+		if f.sentAtLocked(k, pos) {
 			if err := f.checkpointLocked(ctx); err != nil {
 				return n, err
 			}
@@ -262,7 +255,7 @@ func (f *File) evictableLocked(except int) int {
 
 // evictLocked sends open or staged part j.
 func (f *File) evictLocked(ctx context.Context, j int) error {
-	if f.open[j] != nil {
+	if f.stateLocked(j) == partOpen {
 		return f.sealLocked(ctx, j)
 	}
 	return f.finishLocked(ctx, j)
@@ -296,7 +289,7 @@ func (f *File) extendLocked(ctx context.Context, k int, s *slot, n, zeroTo int64
 			return err
 		}
 		b = append(b, s.buf...)
-		f.w.recycle(s.buf)
+		f.recycleLocked(s.buf)
 		s.buf = b
 	}
 	old := int64(len(s.buf))
@@ -312,6 +305,7 @@ func (f *File) extendLocked(ctx context.Context, k int, s *slot, n, zeroTo int64
 // for memory that it holds itself.
 func (f *File) bufferLocked(ctx context.Context, size int64, k int) ([]byte, error) {
 	if b, ok := f.w.tryBuffer(size); ok {
+		f.held += int64(cap(b))
 		return b, nil
 	}
 	// Sending part j may itself need memory, and must then not send part
@@ -323,7 +317,9 @@ func (f *File) bufferLocked(ctx context.Context, size int64, k int) ([]byte, err
 			return nil, err
 		}
 	}
-	return f.w.buffer(ctx, size)
+	b, err := f.w.buffer(ctx, size)
+	f.held += int64(cap(b))
+	return b, err
 }
 
 // sealLocked sends open part k: the bytes not written are filled from the
@@ -333,7 +329,7 @@ func (f *File) sealLocked(ctx context.Context, k int) error {
 	start := f.w.plan.Start(k)
 	length := min(f.w.plan.Size(k), f.size-start)
 	if length <= 0 {
-		f.w.recycle(s.buf)
+		f.recycleLocked(s.buf)
 		delete(f.open, k)
 		return nil
 	}
@@ -343,7 +339,7 @@ func (f *File) sealLocked(ctx context.Context, k int) error {
 	if err := f.startLocked(ctx); err != nil {
 		return err
 	}
-	f.up.sendPart(k, s.buf[:length])
+	f.up.sendPart(k, f.handOverLocked(s.buf[:length]))
 	f.sent[k] = length
 	delete(f.open, k)
 	return nil

@@ -7,25 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/partfs/partfs/internal/testkit"
 	"github.com/partfs/partfs/store"
 	"github.com/partfs/partfs/store/memstore"
 )
 
 const mib = 1 << 20
-
-func randomBytes(seed uint64, n int) []byte {
-	var key [32]byte
-	key[0], key[1] = byte(seed), byte(seed>>8)
-	b := make([]byte, n)
-	_, _ = rand.NewChaCha8(key).Read(b)
-	return b
-}
 
 func newWriter(t *testing.T, st store.Store, opts Options) *Writer {
 	t.Helper()
@@ -89,7 +81,7 @@ func TestSmallFileIsOnePut(t *testing.T) {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			st := memstore.New(memstore.Options{})
 			w := newWriter(t, st, Options{PartSize: 5 * mib})
-			data := randomBytes(uint64(size), size)
+			data := testkit.RandomBytes(uint64(size), size)
 			f := w.Open("small", nil, store.PutOptions{Metadata: store.Metadata{"mode": "33188"}})
 			writeSeq(t, f, data, 0, 128<<10)
 			obj := mustSync(t, f)
@@ -114,7 +106,7 @@ func TestSmallFileIsOnePut(t *testing.T) {
 func TestSequentialWriteStreamsNumberedParts(t *testing.T) {
 	st := memstore.New(memstore.Options{})
 	w := newWriter(t, st, Options{PartSize: 8 * mib, BufferBytes: 64 * mib})
-	data := randomBytes(1, 64*mib+123)
+	data := testkit.RandomBytes(1, 64*mib+123)
 	f := w.Open("big", nil, store.PutOptions{})
 	writeSeq(t, f, data[:40*mib], 0, mib)
 
@@ -165,7 +157,7 @@ func TestLastPartBoundary(t *testing.T) {
 	// three is stored; one more byte is refused.
 	st := memstore.New(memstore.Options{})
 	w := newWriter(t, st, Options{PartSize: 5 * mib, maxParts: 3})
-	data := randomBytes(3, 15*mib)
+	data := testkit.RandomBytes(3, 15*mib)
 	f := w.Open("edge", nil, store.PutOptions{})
 	writeSeq(t, f, data, 0, mib)
 	if _, err := f.WriteAt(context.Background(), []byte{1}, 15*mib); !errors.Is(err, store.ErrTooLarge) {
@@ -191,10 +183,10 @@ func TestHolesAndOverwritesInBuffer(t *testing.T) {
 		copy(want[off:], b)
 	}
 	put(0, []byte("head"))
-	put(3*mib, randomBytes(4, 100))   // a hole, in the first part
-	put(2, []byte("XY"))              // overwrite inside the buffer
-	put(12*mib-7, []byte("tail..."))  // a hole spanning a sealed part
-	put(11*mib, randomBytes(5, 1000)) // back inside the current buffer
+	put(3*mib, testkit.RandomBytes(4, 100))   // a hole, in the first part
+	put(2, []byte("XY"))                      // overwrite inside the buffer
+	put(12*mib-7, []byte("tail..."))          // a hole spanning a sealed part
+	put(11*mib, testkit.RandomBytes(5, 1000)) // back inside the current buffer
 	mustSync(t, f)
 	assertStored(t, st, "holes", want)
 }
@@ -203,7 +195,7 @@ func TestWriteIntoSentPartCheckpoints(t *testing.T) {
 	st := memstore.New(memstore.Options{})
 	w := newWriter(t, st, Options{PartSize: 5 * mib})
 	f := w.Open("k", nil, store.PutOptions{})
-	data := randomBytes(6, 12*mib)
+	data := testkit.RandomBytes(6, 12*mib)
 	writeSeq(t, f, data, 0, mib)
 	// Part 1 has gone out and its bytes are no longer at hand: the file is
 	// made durable, then edited further.
@@ -233,7 +225,7 @@ func TestFailedUploadIsAbortedAndReported(t *testing.T) {
 	})
 	w := newWriter(t, st, Options{PartSize: 5 * mib})
 	f := w.Open("k", nil, store.PutOptions{})
-	data := randomBytes(7, 12*mib)
+	data := testkit.RandomBytes(7, 12*mib)
 	for off := 0; off < len(data); off += mib {
 		if _, err := f.WriteAt(context.Background(), data[off:off+mib], int64(off)); err != nil {
 			break // a later write may already see the failure
@@ -281,7 +273,7 @@ func TestTransientFailuresAreRetriedWithSameBytes(t *testing.T) {
 	})
 	retrying := store.WithRetry(st, store.RetryOptions{Base: time.Millisecond, Max: 5 * time.Millisecond})
 	w := newWriter(t, retrying, Options{PartSize: 5 * mib})
-	data := randomBytes(8, 23*mib)
+	data := testkit.RandomBytes(8, 23*mib)
 	f := w.Open("k", nil, store.PutOptions{})
 	writeSeq(t, f, data, 0, mib)
 	mustSync(t, f)
@@ -303,7 +295,7 @@ func TestBudgetBoundsBufferedBytes(t *testing.T) {
 	files := make([][]byte, 8)
 	errs := make(chan error, len(files))
 	for i := range files {
-		files[i] = randomBytes(uint64(100+i), 23*mib)
+		files[i] = testkit.RandomBytes(uint64(100+i), 23*mib)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -351,7 +343,7 @@ func TestExhaustedBudgetFailsInsteadOfHanging(t *testing.T) {
 func TestSyncThenKeepWriting(t *testing.T) {
 	st := memstore.New(memstore.Options{})
 	w := newWriter(t, st, Options{PartSize: 5 * mib})
-	data := randomBytes(9, 19*mib)
+	data := testkit.RandomBytes(9, 19*mib)
 	f := w.Open("log", nil, store.PutOptions{})
 	writeSeq(t, f, data[:12*mib], 0, mib)
 	mustSync(t, f)
@@ -371,10 +363,10 @@ func TestSyncThenKeepWriting(t *testing.T) {
 
 func TestAppendToLargeObjectCopiesServerSide(t *testing.T) {
 	st := memstore.New(memstore.Options{})
-	old := randomBytes(10, 20*mib)
+	old := testkit.RandomBytes(10, 20*mib)
 	w := newWriter(t, st, Options{PartSize: 5 * mib})
 	f := openStored(t, st, w, "k", old)
-	extra := randomBytes(11, mib)
+	extra := testkit.RandomBytes(11, mib)
 	st.ResetCalls()
 	writeSeq(t, f, extra, int64(len(old)), 128<<10)
 	mustSync(t, f)
@@ -404,10 +396,10 @@ func TestOverwriteInsideLargeObject(t *testing.T) {
 	// rest is copied server-side, and only the untouched ends of the
 	// touched parts are read back.
 	st := memstore.New(memstore.Options{})
-	old := randomBytes(16, 40*mib+77)
+	old := testkit.RandomBytes(16, 40*mib+77)
 	w := newWriter(t, st, Options{PartSize: 5 * mib})
 	f := openStored(t, st, w, "k", old)
-	patch := randomBytes(17, 7*mib)
+	patch := testkit.RandomBytes(17, 7*mib)
 	st.ResetCalls()
 	writeSeq(t, f, patch, 12*mib, 256<<10) // parts 3 and 4, [10, 20) MiB
 	mustSync(t, f)
@@ -423,7 +415,7 @@ func TestOverwriteInsideLargeObject(t *testing.T) {
 
 func TestEditSmallObjectInMemory(t *testing.T) {
 	st := memstore.New(memstore.Options{})
-	old := randomBytes(12, 100<<10)
+	old := testkit.RandomBytes(12, 100<<10)
 	w := newWriter(t, st, Options{PartSize: 5 * mib})
 	f := openStored(t, st, w, "k", old)
 	want := append([]byte{}, old...)
@@ -442,7 +434,7 @@ func TestEditSmallObjectInMemory(t *testing.T) {
 func TestReadOwnWrites(t *testing.T) {
 	st := memstore.New(memstore.Options{})
 	w := newWriter(t, st, Options{PartSize: 5 * mib})
-	data := randomBytes(13, 12*mib)
+	data := testkit.RandomBytes(13, 12*mib)
 	f := w.Open("k", nil, store.PutOptions{})
 	writeSeq(t, f, data, 0, mib)
 	read := func(off int64, n int) []byte {
@@ -483,8 +475,8 @@ func TestDiscardLeavesOldObject(t *testing.T) {
 	}
 	w := newWriter(t, st, Options{PartSize: 5 * mib})
 	f := w.Open("k", nil, store.PutOptions{})
-	writeSeq(t, f, randomBytes(14, 20*mib), 0, mib)
-	f.Discard(context.Background())
+	writeSeq(t, f, testkit.RandomBytes(14, 20*mib), 0, mib)
+	f.Discard()
 	assertStored(t, st, "k", old)
 	assertNoUploads(t, st)
 	if s := w.Stats(); s.Used != 0 {
@@ -502,7 +494,7 @@ func TestPartTenThousandExactly(t *testing.T) {
 	if got := w.Plan().MaxSize(); got != store.MaxParts*part {
 		t.Fatalf("MaxSize %d, want %d", got, store.MaxParts*part)
 	}
-	data := randomBytes(15, store.MaxParts*part)
+	data := testkit.RandomBytes(15, store.MaxParts*part)
 	f := w.Open("k", nil, store.PutOptions{})
 	writeSeq(t, f, data, 0, 64<<10)
 	if _, err := f.WriteAt(context.Background(), []byte{1}, int64(len(data))); !errors.Is(err, store.ErrTooLarge) {
@@ -529,7 +521,7 @@ func openStored(t *testing.T, st *memstore.Store, w *Writer, key string, data []
 
 func TestReadModifyWriteFetchesPartOnce(t *testing.T) {
 	st := memstore.New(memstore.Options{})
-	old := randomBytes(18, 3*mib)
+	old := testkit.RandomBytes(18, 3*mib)
 	w := newWriter(t, st, Options{PartSize: 5 * mib})
 	f := openStored(t, st, w, "db", old)
 	if _, err := f.WriteAt(context.Background(), []byte("page"), 4096); err != nil {

@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/partfs/partfs/internal/testkit"
 	"github.com/partfs/partfs/store"
 	"github.com/partfs/partfs/store/memstore"
 )
@@ -94,7 +95,7 @@ func runModel(t *testing.T, cfg modelConfig, ops []byte, baseSize uint16) *memst
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	model := randomBytes(uint64(baseSize), int(baseSize)%cfg.base)
+	model := testkit.RandomBytes(uint64(baseSize), int(baseSize)%cfg.base)
 	var file *File
 	if len(model) > 0 {
 		obj, err := st.Put(ctx, "k", model, md5.Sum(model), store.PutOptions{})
@@ -108,7 +109,7 @@ func runModel(t *testing.T, cfg modelConfig, ops []byte, baseSize uint16) *memst
 	}
 	maxSize := int(w.Plan().MaxSize())
 	write := func(off, n int, seed uint64) {
-		data := randomBytes(seed, n)
+		data := testkit.RandomBytes(seed, n)
 		if _, err := file.WriteAt(ctx, data, int64(off)); err != nil {
 			t.Fatalf("write %d at %d: %v", n, off, err)
 		}
@@ -158,10 +159,12 @@ func runModel(t *testing.T, cfg modelConfig, ops []byte, baseSize uint16) *memst
 		if file.Size() != int64(len(model)) {
 			t.Fatalf("size %d, model %d", file.Size(), len(model))
 		}
+		checkFile(t, w, file)
 	}
 	if _, err := file.Sync(ctx); err != nil {
 		t.Fatalf("final sync: %v", err)
 	}
+	checkFile(t, w, file)
 	assertStored(t, st, "k", model)
 	assertNoUploads(t, st)
 	assertNoStaged(t, st, cfg.opts.StagePrefix)
@@ -169,4 +172,20 @@ func runModel(t *testing.T, cfg modelConfig, ops []byte, baseSize uint16) *memst
 		t.Fatalf("budget leaked or overrun: %+v", s)
 	}
 	return st
+}
+
+// checkFile fails the test when a part state invariant of file is broken
+// (File.checkLocked), or when the budget has handed out fewer bytes than
+// file holds (the rest of what it has handed out is in uploads).
+func checkFile(t *testing.T, w *Writer, file *File) {
+	t.Helper()
+	file.opMu.Lock()
+	err, held := file.checkLocked(), file.held
+	file.opMu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used := w.Stats().Used; used < held {
+		t.Fatalf("the file holds %d bytes of buffers, the budget has handed out %d", held, used)
+	}
 }

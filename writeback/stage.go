@@ -159,7 +159,7 @@ func (f *File) advanceLocked(ctx context.Context, k int, s *stage, to int64) err
 		}
 		buf = buf[:min(piece, to-s.sent)]
 		if err := f.readPlainLocked(ctx, buf, start+s.sent); err != nil {
-			f.w.recycle(buf)
+			f.recycleLocked(buf)
 			return err
 		}
 		f.sendPieceLocked(s, buf)
@@ -188,7 +188,7 @@ func (f *File) fillPieceLocked(ctx context.Context, s *stage, start, n int64) er
 // recycles body.
 func (f *File) sendPieceLocked(s *stage, body []byte) {
 	s.pieces++
-	s.up.sendPart(s.pieces, body)
+	s.up.sendPart(s.pieces, f.handOverLocked(body))
 	s.sent += int64(len(body))
 }
 
@@ -225,7 +225,7 @@ func (f *File) finishLocked(ctx context.Context, k int) error {
 	} else {
 		// A write that failed after sending pieces past the file's end
 		// left them zeros; the copy below takes only the part's length.
-		f.w.recycle(s.piece.buf)
+		f.recycleLocked(s.piece.buf)
 		s.piece = slot{}
 	}
 	f.up.copyStaged(k, s.up, s.pieces, length)
@@ -240,7 +240,7 @@ func (f *File) dropStageLocked(k int) {
 	if s.up != nil {
 		s.up.abort()
 	}
-	f.w.recycle(s.piece.buf)
+	f.recycleLocked(s.piece.buf)
 	delete(f.staged, k)
 }
 

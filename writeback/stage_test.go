@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/partfs/partfs/internal/testkit"
 	"github.com/partfs/partfs/store"
 	"github.com/partfs/partfs/store/memstore"
 )
@@ -116,7 +117,7 @@ func TestStagedPartsStreamInPieces(t *testing.T) {
 				t.Fatalf("plan: part 20 is %d bytes; parts 4 and 17 staged: %v %v", plan.Size(20), w.staged(4), w.staged(17))
 			}
 			// The file ends inside part 20, so its last staged part is short.
-			data := randomBytes(20, int(plan.Start(20))+100<<10+123)
+			data := testkit.RandomBytes(20, int(plan.Start(20))+100<<10+123)
 			f := w.Open("big", nil, store.PutOptions{})
 
 			// Pieces go out while the application is still writing.
@@ -222,7 +223,7 @@ func TestStagedPartEdits(t *testing.T) {
 		plan  Plan
 	}
 	write := func(x *file, off int64, n int) {
-		b := randomBytes(uint64(off), n)
+		b := testkit.RandomBytes(uint64(off), n)
 		if _, err := x.f.WriteAt(context.Background(), b, off); err != nil {
 			x.t.Fatalf("write at %d: %v", off, err)
 		}
@@ -299,7 +300,7 @@ func TestStagedPartEdits(t *testing.T) {
 			st := memstore.New(memstore.Options{MinPartSize: stagePart})
 			w := newWriter(t, st, stagedOptions(4*stagePart))
 			x := &file{t: t, f: w.Open("big", nil, store.PutOptions{}), plan: w.Plan()}
-			x.model = randomBytes(21, int(x.plan.Start(17))+100<<10)
+			x.model = testkit.RandomBytes(21, int(x.plan.Start(17))+100<<10)
 			writeSeq(t, x.f, x.model, 0, 5000)
 			tc.edit(x)
 			if n := len(callsOn(st, "CompleteMultipart", "big")); n != tc.checkpoints {
@@ -323,11 +324,11 @@ func TestStagedEditOfStoredObjectCopiesServerSide(t *testing.T) {
 	// object server-side, so only that piece is read and sent.
 	st := memstore.New(memstore.Options{MinPartSize: stagePart})
 	w := newWriter(t, st, stagedOptions(4*stagePart))
-	old := randomBytes(22, int(w.Plan().Start(20))+5000)
+	old := testkit.RandomBytes(22, int(w.Plan().Start(20))+5000)
 	f := openStored(t, st, w, "k", old)
 	st.ResetCalls()
 	at := w.Plan().Start(18) + 5*stagePart + 300
-	patch := randomBytes(23, 100)
+	patch := testkit.RandomBytes(23, 100)
 	if _, err := f.WriteAt(context.Background(), patch, at); err != nil {
 		t.Fatal(err)
 	}
@@ -388,7 +389,7 @@ func TestStagedPartFailures(t *testing.T) {
 			}
 			w := newWriter(t, st, stagedOptions(4*stagePart))
 			f := w.Open("big", nil, store.PutOptions{})
-			data := randomBytes(24, int(w.Plan().Start(19))+1000)
+			data := testkit.RandomBytes(24, int(w.Plan().Start(19))+1000)
 			for off := 0; off < len(data); off += 5000 {
 				if _, err := f.WriteAt(context.Background(), data[off:min(off+5000, len(data))], int64(off)); err != nil {
 					break // a later write may already see the failure
@@ -423,7 +424,7 @@ func TestStagedDeleteFailureKeepsFile(t *testing.T) {
 	opts.Logger = slog.New(slog.NewTextHandler(&lockedWriter{w: &logged, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	w := newWriter(t, st, opts)
 	f := w.Open("big", nil, store.PutOptions{})
-	data := randomBytes(25, int(w.Plan().Start(8)))
+	data := testkit.RandomBytes(25, int(w.Plan().Start(8)))
 	writeSeq(t, f, data, 0, 5000)
 	mustSync(t, f)
 	assertStored(t, st, "big", data)
@@ -498,7 +499,7 @@ func TestStagedPieceFailureReachesWrites(t *testing.T) {
 	})
 	w := newWriter(t, st, stagedOptions(4*stagePart))
 	f := w.Open("big", nil, store.PutOptions{})
-	data := randomBytes(26, int(w.Plan().Start(18))) // to the end of part 17, which stays open
+	data := testkit.RandomBytes(26, int(w.Plan().Start(18))) // to the end of part 17, which stays open
 	var err error
 	for off := 0; err == nil && off < len(data); off += 1000 {
 		_, err = f.WriteAt(context.Background(), data[off:min(off+1000, len(data))], int64(off))
@@ -537,7 +538,7 @@ func TestStagedWriteFailingAfterPiecesPastTheEnd(t *testing.T) {
 			opts.Concurrency = 1
 			w := newWriter(t, st, opts)
 			start := w.Plan().Start(17)
-			data := randomBytes(27, int(start)+1000)
+			data := testkit.RandomBytes(27, int(start)+1000)
 			f := w.Open("big", nil, store.PutOptions{})
 			writeSeq(t, f, data, 0, 5000)
 			slow.Store(true)

@@ -74,7 +74,7 @@ func (f *File) shrinkLocked(ctx context.Context, size int64) error {
 		start := plan.Start(k)
 		switch {
 		case start >= size:
-			f.w.recycle(s.buf)
+			f.recycleLocked(s.buf)
 			delete(f.open, k)
 		case start+int64(len(s.buf)) > size:
 			s.buf = s.buf[:size-start]
@@ -114,7 +114,6 @@ func (f *File) syncLocked(ctx context.Context) (store.Object, error) {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			return store.Object{}, err
 		}
-		f.w.log.Error("write failed; changes dropped", "key", f.key, "err", err)
 		f.w.failures.failed(f.key, err)
 		f.dropLocked()
 		f.size, f.dirty, f.err = 0, false, err
@@ -150,46 +149,46 @@ func (f *File) storeLocked(ctx context.Context) (store.Object, error) {
 		return store.Object{}, err
 	}
 	for k := 1; k <= last; k++ {
-		start := plan.Start(k)
-		length := min(plan.Size(k), f.size-start)
-		if n, ok := f.sent[k]; ok {
-			if n != length {
-				return store.Object{}, fmt.Errorf("part %d of %q was sent with %d bytes, needs %d", k, f.key, n, length)
-			}
-			continue
-		}
-		if f.staged[k] != nil {
-			if err := f.finishLocked(ctx, k); err != nil {
-				return store.Object{}, err
-			}
-			continue
-		}
-		if f.open[k] == nil && start+length <= f.baseLimit {
-			f.up.copyPart(k, *f.base, start, length)
-			f.sent[k] = length
-			continue
-		}
-		if f.w.staged(k) {
-			// Bytes past the base: a part too large to buffer whole goes
-			// out in pieces like one written.
-			if _, err := f.stageLocked(ctx, k); err != nil {
-				return store.Object{}, err
-			}
-			if err := f.finishLocked(ctx, k); err != nil {
-				return store.Object{}, err
-			}
-			continue
-		}
-		if f.open[k] == nil {
-			if _, err := f.slotLocked(ctx, k); err != nil {
-				return store.Object{}, err
-			}
-		}
-		if err := f.sealLocked(ctx, k); err != nil {
+		if err := f.storePartLocked(ctx, k); err != nil {
 			return store.Object{}, err
 		}
 	}
 	return f.up.complete(ctx, last)
+}
+
+// storePartLocked sends part k as its state asks: an open part is sealed, a
+// staged one finished, an untouched one within the base copied from it
+// server-side, and one past the base filled with zeros and sent.
+func (f *File) storePartLocked(ctx context.Context, k int) error {
+	plan := &f.w.plan
+	start := plan.Start(k)
+	length := min(plan.Size(k), f.size-start)
+	state := f.stateLocked(k)
+	switch {
+	case state == partSent:
+		if n := f.sent[k]; n != length {
+			return fmt.Errorf("part %d of %q was sent with %d bytes, needs %d", k, f.key, n, length)
+		}
+		return nil
+	case state == partStaged:
+		return f.finishLocked(ctx, k)
+	case state == partUntouched && start+length <= f.baseLimit:
+		f.up.copyPart(k, *f.base, start, length)
+		f.sent[k] = length
+		return nil
+	case f.w.staged(k):
+		// Bytes past the base: a part too large to buffer whole goes out
+		// in pieces like one written.
+		if _, err := f.stageLocked(ctx, k); err != nil {
+			return err
+		}
+		return f.finishLocked(ctx, k)
+	case state == partUntouched:
+		if _, err := f.slotLocked(ctx, k); err != nil {
+			return err
+		}
+	}
+	return f.sealLocked(ctx, k)
 }
 
 // putLocked stores a file of at most one part with a single PutObject.
@@ -222,14 +221,14 @@ func (f *File) dropLocked() {
 		f.dropStageLocked(k)
 	}
 	for _, s := range f.open {
-		f.w.recycle(s.buf)
+		f.recycleLocked(s.buf)
 	}
 	f.open, f.staged, f.sent = nil, nil, nil
 }
 
 // Discard drops the dirty state, aborting any multipart upload. The File must
 // not be used afterwards.
-func (f *File) Discard(ctx context.Context) {
+func (f *File) Discard() {
 	f.opMu.Lock()
 	defer f.opMu.Unlock()
 	f.dropLocked()

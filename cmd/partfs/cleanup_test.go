@@ -8,45 +8,27 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/partfs/partfs/internal/testkit"
 	"github.com/partfs/partfs/store"
 	"github.com/partfs/partfs/store/memstore"
 )
 
-// clock is a settable time source for memstore.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) set(t time.Time) {
-	c.mu.Lock()
-	c.now = t
-	c.mu.Unlock()
-}
-
 // startUploads starts one upload per key, each at the given age before now.
-func startUploads(t *testing.T, st *memstore.Store, clk *clock, now time.Time, ages map[string]time.Duration) map[string]string {
+func startUploads(t *testing.T, st *memstore.Store, clk *testkit.Clock, now time.Time, ages map[string]time.Duration) map[string]string {
 	t.Helper()
 	ids := map[string]string{}
 	for key, age := range ages {
-		clk.set(now.Add(-age))
+		clk.Set(now.Add(-age))
 		id, err := st.CreateMultipart(context.Background(), key, store.PutOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		ids[key] = id
 	}
-	clk.set(now)
+	clk.Set(now)
 	return ids
 }
 
@@ -97,7 +79,7 @@ func TestStaleUploads(t *testing.T) {
 
 func TestAbortAbandoned(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Second)
-	clk := &clock{now: now}
+	clk := testkit.NewClock(now)
 	mem := memstore.New(memstore.Options{Now: clk.Now})
 	startUploads(t, mem, clk, now, map[string]time.Duration{
 		"data/crashed.bin":  3 * time.Hour,

@@ -70,6 +70,7 @@ func (e usageError) Error() string { return e.msg }
 const usageHead = `Usage: partfs [flags] BUCKET[:PREFIX] MOUNTPOINT
        partfs cleanup [--yes] [--older-than AGE] [flags] BUCKET[:PREFIX]
        partfs status [--json] MOUNTPOINT
+       partfs version (or --version)
 
 Mounts an S3 bucket, or the keys under PREFIX in it, on MOUNTPOINT.
 Credentials come from the usual AWS sources: AWS_ACCESS_KEY_ID and

@@ -3,6 +3,7 @@
 //	partfs [flags] BUCKET[:PREFIX] MOUNTPOINT
 //	partfs cleanup [--yes] [--older-than AGE] [flags] BUCKET[:PREFIX]
 //	partfs status [--json] MOUNTPOINT
+//	partfs version (or partfs --version)
 //
 // By default it checks the bucket, mounts, and returns once the mount is live,
 // leaving a daemon to serve it; -f keeps it in the foreground, logging to
@@ -31,6 +32,8 @@ func main() {
 			os.Exit(runCleanup(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
 		case "status":
 			os.Exit(runStatus(os.Args[2:], os.Stdout, os.Stderr))
+		case "version", "--version", "-version":
+			os.Exit(runVersion(os.Args[2:], os.Stdout, os.Stderr))
 		}
 	}
 	args := os.Args[1:]

@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hanwen/go-fuse/v2/fuse"
-
 	"github.com/partfs/partfs/cache"
 	"github.com/partfs/partfs/fs"
 	"github.com/partfs/partfs/metrics"
@@ -28,7 +26,7 @@ type mounted struct {
 	cfg     *config
 	log     *slog.Logger
 	started time.Time
-	server  *fuse.Server
+	server  *fs.Server
 	root    *fs.Root
 	cache   *cache.Cache
 	writer  *writeback.Writer

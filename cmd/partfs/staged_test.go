@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/partfs/partfs/internal/testkit"
 	"github.com/partfs/partfs/store"
 	"github.com/partfs/partfs/store/memstore"
 )
@@ -17,10 +18,10 @@ import (
 func TestStaleStaged(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now().Truncate(time.Second) // deleteAbandonedStaged goes by the real clock
-	clk := &clock{}
+	clk := &testkit.Clock{}
 	st := memstore.New(memstore.Options{Now: clk.Now})
 	put := func(key string, age time.Duration) {
-		clk.set(now.Add(-age))
+		clk.Set(now.Add(-age))
 		if _, err := st.Put(ctx, key, []byte(key), store.Sum([]byte(key)), store.PutOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -32,7 +33,7 @@ func TestStaleStaged(t *testing.T) {
 	put("p/.partfs-stage/0123456789abcdef.part0", 5*time.Hour) // no part 0
 	put("p/data/0123456789abcdef.part7", 5*time.Hour)          // not in the stage folder
 	put("q/.partfs-stage/0123456789abcdef.part7", 5*time.Hour) // another mount's prefix
-	clk.set(now)
+	clk.Set(now)
 
 	for _, c := range []struct {
 		olderThan time.Duration

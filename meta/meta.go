@@ -1,4 +1,27 @@
-package cache
+// Package meta remembers, for a short while, what the bucket said about keys
+// and directories, so that the fs layer's lookups, stats and listings do not
+// each cost a request: Stat results (with user metadata) for StatTTL, "no
+// such key" for NegativeTTL, listings of one directory level for ListTTL,
+// and, for NegativeTTL, the directory probes of lookups that found nothing
+// (FindDir). One Cache serves one mount.
+//
+// # Use from the fs layer
+//
+//	m := meta.New(st, opts)
+//
+//	obj, err := m.Stat(ctx, key)                // LOOKUP, GETATTR, and OPEN (close-to-open)
+//	found, marker, err := m.FindDir(ctx, p)     // LOOKUP of a name that is no object: a directory?
+//	l, err := m.ReadDir(ctx, prefix)            // READDIR (l.Next != "": continue with st.List)
+//
+//	m.Update(obj)             // after this mount's Put/CompleteMultipart/Copy of obj.Key
+//	m.Invalidate(key)         // after a Delete of key, or any change whose result is unknown
+//	m.InvalidateDir(prefix)   // after renaming or removing a directory
+//
+// # Locks
+//
+// Cache.mu guards everything and is a leaf: no store call is made and no
+// flight is waited for while it is held.
+package meta
 
 import (
 	"container/list"
@@ -39,7 +62,31 @@ const (
 	maxInvalidations = 4096
 )
 
-// Meta caches what the bucket said about keys: Stat results (with user
+// Options configures a Cache. Zero values get defaults in New.
+type Options struct {
+	// StatTTL is how long a Stat result is believed; default 1s.
+	StatTTL time.Duration
+	// NegativeTTL is how long "no such key", and a directory probe that
+	// found nothing, are believed; default 1s.
+	NegativeTTL time.Duration
+	// ListTTL is how long a directory listing is believed; default 1s.
+	ListTTL time.Duration
+	// A negative TTL believes nothing: every answer of that kind has
+	// expired by the time it could be used again (the TTL is one
+	// nanosecond), and no probe is remembered.
+
+	// MaxStats bounds the Stat results kept, fresh or expired; default 50,000.
+	MaxStats int
+	// MaxListed bounds the entries of all cached listings together; default
+	// 100,000. ReadDir returns at most this many entries of one directory.
+	MaxListed int
+	// Now is the clock for TTLs; default time.Now.
+	Now func() time.Time
+	// Logger receives what has no caller to go to; nil discards.
+	Logger *slog.Logger
+}
+
+// Cache holds what the bucket said about keys: Stat results (with user
 // metadata) for StatTTL, "no such key" for NegativeTTL, and listings of one
 // directory level for ListTTL. It is safe for concurrent use.
 //
@@ -56,23 +103,24 @@ const (
 //
 // S3 listings carry each object's size, ETag and LastModified but no user
 // metadata, so the mode, owner and mtime that partfs keeps there need a HEAD
-// (Stat). Meta therefore remembers Stat results past their TTL, up to
+// (Stat). The Cache therefore remembers Stat results past their TTL, up to
 // MaxStats of them, as knowledge of a version: when a fresh listing shows an
 // object with the same ETag, size and LastModified (to the second, which is
 // all a HEAD reports), its metadata is known without a HEAD. ReadDir fills
 // Metadata in for such objects and leaves it nil for the others; Stat
-// answers from the listing when it can; ReadDirPlus sends the missing HEADs
-// in parallel. A fresh listing also answers lookups of names it does not
-// contain (negative lookups) without a request.
+// answers from the listing when it can. A fresh listing also answers
+// lookups of names it does not contain (negative lookups) without a
+// request.
 //
 // Concurrent requests for the same key or directory are one request; it
 // runs detached from the callers' contexts (bounded by the store's own
 // timeouts), and a caller whose context ends stops waiting for it.
-type Meta struct {
+type Cache struct {
 	st          store.Store
 	statTTL     time.Duration
 	negativeTTL time.Duration
 	listTTL     time.Duration
+	probeTTL    time.Duration // NegativeTTL for FindDir's probes; 0: none is remembered
 	maxStats    int
 	maxListed   int
 	now         func() time.Time
@@ -92,6 +140,7 @@ type Meta struct {
 	lost    uint64                   // guarded by mu; requests begun before this may have missed invalidations
 	flying  map[uint64]int           // guarded by mu; requests in flight by the gen they began in
 	bursts  map[string]*burst        // guarded by mu; by directory prefix (burst.go)
+	absent  map[string]time.Time     // guarded by mu; prefix a probe found empty -> end of belief (absent.go)
 }
 
 type statEntry struct {
@@ -116,25 +165,16 @@ type dirEntry struct {
 // entries counts what d holds against MaxListed.
 func (d *dirEntry) entries() int { return len(d.l.Objects) + len(d.l.Prefixes) + len(d.changed) }
 
-// invalidation is one call of Invalidate (a key) or InvalidateDir (a
-// prefix, dir true), numbered by gen.
-type invalidation struct {
-	gen uint64
-	key string
-	dir bool
-}
-
-// NewMeta returns a Meta in front of st. Only the metadata fields of opts
-// (the TTLs, MaxStats, MaxListed, Now, Logger) are used.
-func NewMeta(st store.Store, opts Options) *Meta {
-	if opts.StatTTL <= 0 {
-		opts.StatTTL = defaultStatTTL
-	}
-	if opts.NegativeTTL <= 0 {
-		opts.NegativeTTL = defaultNegativeTTL
-	}
-	if opts.ListTTL <= 0 {
-		opts.ListTTL = defaultListTTL
+// New returns a Cache in front of st.
+func New(st store.Store, opts Options) *Cache {
+	ttl := func(d, def time.Duration) time.Duration {
+		switch {
+		case d == 0:
+			return def
+		case d < 0:
+			return time.Nanosecond
+		}
+		return d
 	}
 	if opts.MaxStats <= 0 {
 		opts.MaxStats = defaultMaxStats
@@ -148,11 +188,11 @@ func NewMeta(st store.Store, opts Options) *Meta {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Meta{
+	m := &Cache{
 		st:          st,
-		statTTL:     opts.StatTTL,
-		negativeTTL: opts.NegativeTTL,
-		listTTL:     opts.ListTTL,
+		statTTL:     ttl(opts.StatTTL, defaultStatTTL),
+		negativeTTL: ttl(opts.NegativeTTL, defaultNegativeTTL),
+		listTTL:     ttl(opts.ListTTL, defaultListTTL),
 		maxStats:    opts.MaxStats,
 		maxListed:   opts.MaxListed,
 		now:         opts.Now,
@@ -163,14 +203,19 @@ func NewMeta(st store.Store, opts Options) *Meta {
 		dirLRU:      list.New(),
 		flying:      make(map[uint64]int),
 		bursts:      make(map[string]*burst),
+		absent:      make(map[string]time.Time),
 	}
+	if opts.NegativeTTL >= 0 {
+		m.probeTTL = m.negativeTTL
+	}
+	return m
 }
 
 // Stat returns key's object with its metadata (never nil, empty when the
 // object has none), like store.Store.Stat, from memory when it can. A
 // missing key is store.ErrNotExist. The Metadata map is shared: callers
 // must not modify it.
-func (m *Meta) Stat(ctx context.Context, key string) (store.Object, error) {
+func (m *Cache) Stat(ctx context.Context, key string) (store.Object, error) {
 	obj, found, burst, err := m.cached(key)
 	if !found && burst {
 		m.listFirstPage(ctx, parent(key))
@@ -186,7 +231,7 @@ func (m *Meta) Stat(ctx context.Context, key string) (store.Object, error) {
 		return m.stat(ctx, key)
 	})
 	if err != nil {
-		return store.Object{}, fmt.Errorf("cache: stat %q: %w", key, err)
+		return store.Object{}, fmt.Errorf("meta: stat %q: %w", key, err)
 	}
 	return v.(store.Object), nil
 }
@@ -194,7 +239,7 @@ func (m *Meta) Stat(ctx context.Context, key string) (store.Object, error) {
 // cached answers a Stat of key from memory when it can (found), noting a
 // miss for bursts (burst.go); burst reports whether the directory is in a
 // burst of misses, so that listing it may answer where memory cannot.
-func (m *Meta) cached(key string) (obj store.Object, found, burst bool, err error) {
+func (m *Cache) cached(key string) (obj store.Object, found, burst bool, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
@@ -207,7 +252,7 @@ func (m *Meta) cached(key string) (obj store.Object, found, burst bool, err erro
 
 // cachedStatLocked answers a Stat of key from a fresh Stat result or a
 // fresh listing of its directory; found is false when it cannot.
-func (m *Meta) cachedStatLocked(key string, now time.Time) (obj store.Object, found bool, err error) {
+func (m *Cache) cachedStatLocked(key string, now time.Time) (obj store.Object, found bool, err error) {
 	e, known := m.stats[key]
 	var se *statEntry
 	if known {
@@ -260,7 +305,7 @@ func (m *Meta) cachedStatLocked(key string, now time.Time) (obj store.Object, fo
 }
 
 // stat sends one Stat and caches its answer.
-func (m *Meta) stat(ctx context.Context, key string) (store.Object, error) {
+func (m *Cache) stat(ctx context.Context, key string) (store.Object, error) {
 	m.mu.Lock()
 	g := m.beginLocked()
 	m.mu.Unlock()
@@ -290,7 +335,7 @@ func (m *Meta) stat(ctx context.Context, key string) (store.Object, error) {
 
 // do runs fn once for all concurrent callers with the same flight name,
 // under a context that callers giving up do not cancel.
-func (m *Meta) do(ctx context.Context, name string, fn func(context.Context) (any, error)) (any, error) {
+func (m *Cache) do(ctx context.Context, name string, fn func(context.Context) (any, error)) (any, error) {
 	ch := m.flights.DoChan(name, func() (any, error) {
 		return fn(context.WithoutCancel(ctx))
 	})
@@ -304,130 +349,7 @@ func (m *Meta) do(ctx context.Context, name string, fn func(context.Context) (an
 	}
 }
 
-// Invalidate forgets what is known of key, also in the listings of its
-// directory and of the directories above it, which go on answering for
-// their other names. The fs layer calls it after every change it makes to
-// key through the store: Put, CompleteMultipart, Copy onto it, Delete, and
-// a marker's Put. For a marker key ("dir/"), the listing of that directory
-// is forgotten too.
-func (m *Meta) Invalidate(key string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.invalidateLocked(key)
-}
-
-func (m *Meta) invalidateLocked(key string) {
-	m.recordLocked(invalidation{key: key})
-	if e, ok := m.stats[key]; ok {
-		m.removeStatLocked(e)
-	}
-	// Every listing on the way up lists key or a directory it lies in.
-	for child := key; child != ""; child = parent(child) {
-		m.changedInDirLocked(parent(child), child)
-	}
-	if strings.HasSuffix(key, "/") {
-		m.removeDirLocked(key)
-	}
-}
-
-// InvalidateDir forgets everything known under prefix (which ends in "/"):
-// the Stat results and listings of every key and directory below it, and
-// the listing of its parent. The fs layer calls it after renaming or
-// removing a directory.
-func (m *Meta) InvalidateDir(prefix string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.recordLocked(invalidation{key: prefix, dir: true})
-	for k, e := range m.stats {
-		if strings.HasPrefix(k, prefix) {
-			m.removeStatLocked(e)
-		}
-	}
-	for p := range m.dirs {
-		if strings.HasPrefix(p, prefix) {
-			m.removeDirLocked(p)
-		}
-	}
-	m.removeDirLocked(parent(prefix))
-}
-
-// Update records obj as the current state of obj.Key, as this mount just
-// wrote it, so that the next Stat within StatTTL needs no request: the
-// Object returned by Put, CompleteMultipart or Copy, with Metadata set to
-// the user metadata sent (nil for none). Such an Object's LastModified is
-// the server's clock at the reply, which may be a second off the stored
-// value; a later listing then does not recognize the version and one HEAD
-// settles it. Update invalidates first, like Invalidate.
-func (m *Meta) Update(obj store.Object) {
-	if obj.Metadata == nil {
-		obj.Metadata = store.Metadata{}
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.invalidateLocked(obj.Key)
-	m.putStatLocked(&statEntry{key: obj.Key, obj: obj, expires: m.now().Add(m.statTTL)})
-}
-
-// recordLocked numbers an invalidation and keeps it for the requests in
-// flight, which must not cache what they learned before it.
-func (m *Meta) recordLocked(inv invalidation) {
-	m.gen++
-	if len(m.flying) == 0 {
-		return
-	}
-	inv.gen = m.gen
-	if len(m.invals) >= maxInvalidations {
-		half := len(m.invals) / 2
-		m.lost = m.invals[half-1].gen
-		m.invals = append(m.invals[:0], m.invals[half:]...)
-	}
-	m.invals = append(m.invals, inv)
-}
-
-// beginLocked registers a request in flight and returns its generation.
-func (m *Meta) beginLocked() uint64 {
-	m.flying[m.gen]++
-	return m.gen
-}
-
-// endLocked ends a request begun in generation g and reports whether its
-// answer may be cached: no invalidation since g covers what it asked.
-func (m *Meta) endLocked(g uint64, covers func(invalidation) bool) bool {
-	keep := g >= m.lost
-	for _, inv := range m.invals {
-		if inv.gen > g && covers(inv) {
-			keep = false
-			break
-		}
-	}
-	if m.flying[g]--; m.flying[g] == 0 {
-		delete(m.flying, g)
-	}
-	if len(m.flying) == 0 {
-		m.invals = m.invals[:0]
-		return keep
-	}
-	oldest := m.gen
-	for f := range m.flying {
-		oldest = min(oldest, f)
-	}
-	n := 0
-	for n < len(m.invals) && m.invals[n].gen <= oldest {
-		n++
-	}
-	m.invals = append(m.invals[:0], m.invals[n:]...)
-	return keep
-}
-
-// coversKey reports whether inv makes a Stat of key begun before it stale.
-func (inv invalidation) coversKey(key string) bool {
-	if inv.dir {
-		return strings.HasPrefix(key, inv.key)
-	}
-	return inv.key == key
-}
-
-func (m *Meta) putStatLocked(se *statEntry) {
+func (m *Cache) putStatLocked(se *statEntry) {
 	if e, ok := m.stats[se.key]; ok {
 		e.Value = se
 		m.statLRU.MoveToFront(e)
@@ -439,14 +361,14 @@ func (m *Meta) putStatLocked(se *statEntry) {
 	}
 }
 
-func (m *Meta) removeStatLocked(e *list.Element) {
+func (m *Cache) removeStatLocked(e *list.Element) {
 	delete(m.stats, e.Value.(*statEntry).key)
 	m.statLRU.Remove(e)
 }
 
 // knownVersionLocked returns the metadata of obj's version if a Stat
 // result, fresh or not, is of that version.
-func (m *Meta) knownVersionLocked(obj store.Object) (store.Metadata, bool) {
+func (m *Cache) knownVersionLocked(obj store.Object) (store.Metadata, bool) {
 	e, ok := m.stats[obj.Key]
 	if !ok {
 		return nil, false
@@ -474,5 +396,5 @@ func parent(key string) string {
 }
 
 func notExist(key string) error {
-	return fmt.Errorf("cache: stat %q: %w", key, store.ErrNotExist)
+	return fmt.Errorf("meta: stat %q: %w", key, store.ErrNotExist)
 }

@@ -1,4 +1,4 @@
-package cache
+package meta
 
 import (
 	"context"
@@ -7,11 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/partfs/partfs/internal/testkit"
 	"github.com/partfs/partfs/store"
 )
 
 // missing stats key and fails unless it is reported missing.
-func missing(t *testing.T, m *Meta, key string) {
+func missing(t *testing.T, m *Cache, key string) {
 	t.Helper()
 	if _, err := m.Stat(context.Background(), key); !errors.Is(err, store.ErrNotExist) {
 		t.Fatalf("Stat(%q) = %v, want ErrNotExist", key, err)
@@ -34,13 +35,13 @@ func TestBurstOfMissesListsOnce(t *testing.T) {
 	}
 	wantCalls(t, mem, 2, 1) // two misses make a burst; then one listing
 	for _, p := range []string{"d/a/", "d/nothing/"} {
-		if !m.DirAbsent(p) {
-			t.Errorf("DirAbsent(%q) = false with a fresh listing that lacks it", p)
+		if !m.dirAbsent(p) {
+			t.Errorf("dirAbsent(%q) = false with a fresh listing that lacks it", p)
 		}
 	}
 	for _, p := range []string{"d/sub/", "d/existing"} {
-		if m.DirAbsent(p) {
-			t.Errorf("DirAbsent(%q) = true", p)
+		if m.dirAbsent(p) {
+			t.Errorf("dirAbsent(%q) = true", p)
 		}
 	}
 
@@ -57,7 +58,7 @@ func TestBurstOfMissesListsOnce(t *testing.T) {
 	wantCalls(t, mem, 2, 1)
 	// Past StatTTL the created files are asked for again, never taken as
 	// missing from the older listing.
-	clk.advance(time.Second)
+	clk.Advance(time.Second)
 	if _, err := m.Stat(ctx, "d/new0"); err != nil {
 		t.Fatalf("Stat of a file this mount created, after StatTTL: %v", err)
 	}
@@ -76,7 +77,7 @@ func TestBurstOfMissesListsOnce(t *testing.T) {
 	// listing, like any missing name.
 	putMeta(t, mem, "d/theirs", "t", nil)
 	missing(t, m, "d/theirs")
-	clk.advance(2 * time.Second)
+	clk.Advance(2 * time.Second)
 	if _, err := m.Stat(ctx, "d/theirs"); err != nil {
 		t.Fatalf("another client's file after NegativeTTL: %v", err)
 	}
@@ -94,8 +95,8 @@ func TestBurstInLargeDirectory(t *testing.T) {
 		missing(t, m, fmt.Sprintf("big/new%02d", i))
 	}
 	wantCalls(t, mem, 20, 1)
-	if m.DirAbsent("big/new00/") {
-		t.Error("DirAbsent answered from a partial listing")
+	if m.dirAbsent("big/new00/") {
+		t.Error("dirAbsent answered from a partial listing")
 	}
 }
 
@@ -113,7 +114,7 @@ func TestBurstChangesDuringListing(t *testing.T) {
 		defer close(done)
 		missing(t, m, "d/c") // lists d/ first
 	}()
-	waitFor(t, "the listing in flight", func() bool { return started() == 1 })
+	testkit.WaitFor(t, "the listing in flight", func() bool { return started() == 1 })
 	mem.SetFaultAfter(nil)
 	m.Update(putMeta(t, mem, "d/made", "m", store.Metadata{}))
 	putMeta(t, mem, "d/dir/file", "f", nil)
@@ -121,11 +122,11 @@ func TestBurstChangesDuringListing(t *testing.T) {
 	release()
 	<-done
 
-	clk.advance(time.Second) // past StatTTL: d/made must be asked for
+	clk.Advance(time.Second) // past StatTTL: d/made must be asked for
 	if _, err := m.Stat(ctx, "d/made"); err != nil {
 		t.Fatalf("a file created while the listing was in flight: %v", err)
 	}
-	if m.DirAbsent("d/dir/") {
+	if m.dirAbsent("d/dir/") {
 		t.Error("a directory created while the listing was in flight is taken as absent")
 	}
 	missing(t, m, "d/d") // the rest of the listing still answers
@@ -140,15 +141,15 @@ func TestListingsAboveAChange(t *testing.T) {
 	if _, err := m.ReadDir(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
-	if !m.DirAbsent("x/") || !m.DirAbsent("q/") {
-		t.Fatal("DirAbsent is false for directories the root listing lacks")
+	if !m.dirAbsent("x/") || !m.dirAbsent("q/") {
+		t.Fatal("dirAbsent is false for directories the root listing lacks")
 	}
 	putMeta(t, mem, "x/y/z", "deep", nil)
 	m.Invalidate("x/y/z")
-	if m.DirAbsent("x/") {
-		t.Error("DirAbsent(x/) after this mount wrote x/y/z")
+	if m.dirAbsent("x/") {
+		t.Error("dirAbsent(x/) after this mount wrote x/y/z")
 	}
-	if !m.DirAbsent("q/") {
+	if !m.dirAbsent("q/") {
 		t.Error("the root listing stopped answering for other names")
 	}
 }

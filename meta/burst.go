@@ -1,4 +1,4 @@
-package cache
+package meta
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 )
 
 const (
-	// maxBursts bounds the directories whose recent misses Meta remembers.
+	// maxBursts bounds the directories whose recent misses a Cache remembers.
 	maxBursts = 1024
 	// maxChangedPerListing bounds the entries one cached listing marks as
 	// changed by this mount; past it the listing is dropped.
@@ -23,7 +23,7 @@ const (
 // cp -r, rsync, tar -x and unzip look up every name before creating it.
 // Each such lookup costs a HEAD (and the fs layer's probe for a directory
 // of that name, a LIST). When a directory sees misses of a second name
-// within NegativeTTL and no listing of it is at hand, Meta lists its first page
+// within NegativeTTL and no listing of it is at hand, the Cache lists its first page
 // instead (one request, up to 1,000 entries); if that is the whole
 // directory, the listing answers every further miss there without a
 // request until it is NegativeTTL old, and this mount's own changes mark
@@ -37,7 +37,7 @@ type burst struct {
 }
 
 // missedLocked records that a lookup of key found nothing.
-func (m *Meta) missedLocked(key string, now time.Time) {
+func (m *Cache) missedLocked(key string, now time.Time) {
 	if !m.burstsOn() || key == "" || strings.HasSuffix(key, "/") {
 		return
 	}
@@ -53,7 +53,7 @@ func (m *Meta) missedLocked(key string, now time.Time) {
 }
 
 // largeDirLocked records that prefix had more than one page at start.
-func (m *Meta) largeDirLocked(prefix string, start time.Time) {
+func (m *Cache) largeDirLocked(prefix string, start time.Time) {
 	if !m.burstsOn() {
 		return
 	}
@@ -68,7 +68,7 @@ func (m *Meta) largeDirLocked(prefix string, start time.Time) {
 
 // makeRoomLocked keeps bursts within maxBursts: expired ones go first, and
 // all of them if that is not enough.
-func (m *Meta) makeRoomLocked(now time.Time) {
+func (m *Cache) makeRoomLocked(now time.Time) {
 	if len(m.bursts) < maxBursts {
 		return
 	}
@@ -84,7 +84,7 @@ func (m *Meta) makeRoomLocked(now time.Time) {
 
 // inBurstLocked reports whether a lookup of key that the cache cannot
 // answer should list its directory first.
-func (m *Meta) inBurstLocked(key string, now time.Time) bool {
+func (m *Cache) inBurstLocked(key string, now time.Time) bool {
 	if !m.burstsOn() || key == "" || strings.HasSuffix(key, "/") {
 		return false
 	}
@@ -99,14 +99,14 @@ func (m *Meta) inBurstLocked(key string, now time.Time) bool {
 	return d == nil || d.l.Next != "" || !now.Before(d.taken.Add(m.negativeTTL))
 }
 
-func (m *Meta) burstsOn() bool {
+func (m *Cache) burstsOn() bool {
 	return m.negativeTTL >= minBurstTTL && m.listTTL >= minBurstTTL
 }
 
 // listFirstPage lists the first page of prefix for a burst; the listing is
 // cached when it is the whole directory. A failure is left to the HEAD the
 // caller sends next.
-func (m *Meta) listFirstPage(ctx context.Context, prefix string) {
+func (m *Cache) listFirstPage(ctx context.Context, prefix string) {
 	m.mu.Lock()
 	gen := m.gen
 	m.mu.Unlock()
@@ -114,23 +114,8 @@ func (m *Meta) listFirstPage(ctx context.Context, prefix string) {
 		return m.list(ctx, prefix, 1)
 	})
 	if err != nil {
-		m.log.Debug("cache: listing for a burst of lookups failed", "prefix", prefix, "err", err)
+		m.log.Debug("meta: listing for a burst of lookups failed", "prefix", prefix, "err", err)
 	}
-}
-
-// DirAbsent reports whether a fresh listing of its parent shows that the
-// directory prefix (ending in "/") has neither a marker nor anything under
-// it, so that a lookup need not probe for it. It sends no request.
-func (m *Meta) DirAbsent(prefix string) bool {
-	if !strings.HasSuffix(prefix, "/") {
-		return false
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	now := m.now()
-	d := m.freshDirLocked(parent(prefix), now)
-	return d != nil && d.l.Next == "" && !d.changed[prefix] &&
-		now.Before(d.taken.Add(m.negativeTTL)) && !d.l.Subdir(prefix)
 }
 
 // childOf returns the entry of the listing of prefix that key, which lies

@@ -1,24 +1,18 @@
-package cache
+package meta
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/partfs/partfs/store"
 )
 
-// maxParallelStats bounds the HEAD requests one ReadDirPlus sends at once.
-const maxParallelStats = 16
-
 // Listing is one level of a directory as S3 lists it with the delimiter "/".
-// A Listing returned by Meta is shared: callers must not modify it.
+// A Listing returned by a Cache is shared: callers must not modify it.
 type Listing struct {
 	// Prefix is the directory: "" for the top of the bucket, otherwise
 	// ending in "/".
@@ -57,7 +51,7 @@ func (l *Listing) Subdir(prefix string) bool {
 // ReadDir returns the listing of the directory prefix ("" or ending in
 // "/"), every page of it up to Options.MaxListed entries, from memory when a
 // listing younger than ListTTL is at hand.
-func (m *Meta) ReadDir(ctx context.Context, prefix string) (*Listing, error) {
+func (m *Cache) ReadDir(ctx context.Context, prefix string) (*Listing, error) {
 	m.mu.Lock()
 	d := m.freshDirLocked(prefix, m.now())
 	gen := m.gen
@@ -69,7 +63,7 @@ func (m *Meta) ReadDir(ctx context.Context, prefix string) (*Listing, error) {
 		return m.list(ctx, prefix, 0)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("cache: list %q: %w", prefix, err)
+		return nil, fmt.Errorf("meta: list %q: %w", prefix, err)
 	}
 	return v.(*Listing), nil
 }
@@ -78,7 +72,7 @@ func (m *Meta) ReadDir(ctx context.Context, prefix string) (*Listing, error) {
 // MaxListed entries), and caches the listing when it is complete. Keys this
 // mount changed while the request was in flight are marked as changed in
 // the cached listing, which then says nothing about them.
-func (m *Meta) list(ctx context.Context, prefix string, maxPages int) (*Listing, error) {
+func (m *Cache) list(ctx context.Context, prefix string, maxPages int) (*Listing, error) {
 	m.mu.Lock()
 	g := m.beginLocked()
 	m.mu.Unlock()
@@ -112,7 +106,7 @@ func (m *Meta) list(ctx context.Context, prefix string, maxPages int) (*Listing,
 
 // listAll reads the pages of prefix's listing until the end, MaxListed
 // entries or maxPages pages (0: no limit).
-func (m *Meta) listAll(ctx context.Context, prefix string, maxPages int) (*Listing, error) {
+func (m *Cache) listAll(ctx context.Context, prefix string, maxPages int) (*Listing, error) {
 	l := &Listing{Prefix: prefix}
 	for pages := 1; ; pages++ {
 		// Ask for no more than MaxListed in all; 0 is the server's page
@@ -146,55 +140,9 @@ func (m *Meta) listAll(ctx context.Context, prefix string, maxPages int) (*Listi
 	return l, nil
 }
 
-// ReadDirPlus is ReadDir with the metadata of every object filled in: it
-// sends a Stat (HEAD) for each object whose version's metadata is not known,
-// up to maxParallelStats at a time. Objects deleted since the listing are
-// left out. The first listing of a directory of n objects costs its pages
-// plus n HEADs; later ones, while the versions are remembered (MaxStats),
-// only the pages. The result is the caller's own.
-func (m *Meta) ReadDirPlus(ctx context.Context, prefix string) (*Listing, error) {
-	l, err := m.ReadDir(ctx, prefix)
-	if err != nil {
-		return nil, err
-	}
-	out := *l
-	out.Objects = slices.Clone(l.Objects)
-	gone := make([]bool, len(out.Objects))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(maxParallelStats)
-	for i := range out.Objects {
-		if out.Objects[i].Metadata != nil {
-			continue
-		}
-		g.Go(func() error {
-			obj, err := m.Stat(gctx, out.Objects[i].Key)
-			switch {
-			case errors.Is(err, store.ErrNotExist):
-				gone[i] = true
-			case err != nil:
-				return err
-			default:
-				out.Objects[i] = obj
-			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	kept := out.Objects[:0]
-	for i, o := range out.Objects {
-		if !gone[i] {
-			kept = append(kept, o)
-		}
-	}
-	out.Objects = kept
-	return &out, nil
-}
-
 // freshDirLocked returns the cached listing of prefix if it is younger
 // than ListTTL.
-func (m *Meta) freshDirLocked(prefix string, now time.Time) *dirEntry {
+func (m *Cache) freshDirLocked(prefix string, now time.Time) *dirEntry {
 	e, ok := m.dirs[prefix]
 	if !ok {
 		return nil
@@ -208,7 +156,7 @@ func (m *Meta) freshDirLocked(prefix string, now time.Time) *dirEntry {
 	return d
 }
 
-func (m *Meta) putDirLocked(d *dirEntry) {
+func (m *Cache) putDirLocked(d *dirEntry) {
 	n := d.entries()
 	if n > m.maxListed {
 		return
@@ -221,13 +169,13 @@ func (m *Meta) putDirLocked(d *dirEntry) {
 
 // trimDirsLocked drops the least recently used listings until the cached
 // entries fit in MaxListed.
-func (m *Meta) trimDirsLocked() {
+func (m *Cache) trimDirsLocked() {
 	for m.listed > m.maxListed {
 		m.removeDirLocked(m.dirLRU.Back().Value.(*dirEntry).prefix)
 	}
 }
 
-func (m *Meta) removeDirLocked(prefix string) {
+func (m *Cache) removeDirLocked(prefix string) {
 	e, ok := m.dirs[prefix]
 	if !ok {
 		return
@@ -240,7 +188,7 @@ func (m *Meta) removeDirLocked(prefix string) {
 // changedInDirLocked records that this mount changed key, which is listed
 // in the directory prefix (as an object, or as the subdirectory it lies
 // in): the cached listing of prefix, if any, no longer speaks for it.
-func (m *Meta) changedInDirLocked(prefix, key string) {
+func (m *Cache) changedInDirLocked(prefix, key string) {
 	e, ok := m.dirs[prefix]
 	if !ok {
 		return
@@ -265,7 +213,7 @@ func (m *Meta) changedInDirLocked(prefix, key string) {
 // g, the entries of prefix that invalidations since then changed; keep is
 // false when one of them makes the whole listing stale (the directory
 // itself changed, or invalidations were lost).
-func (m *Meta) changesSinceLocked(g uint64, prefix string) (changed map[string]bool, keep bool) {
+func (m *Cache) changesSinceLocked(g uint64, prefix string) (changed map[string]bool, keep bool) {
 	if g < m.lost {
 		return nil, false
 	}

@@ -1,4 +1,4 @@
-package cache
+package meta
 
 import (
 	"context"
@@ -9,36 +9,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/partfs/partfs/internal/testkit"
 	"github.com/partfs/partfs/store"
 	"github.com/partfs/partfs/store/memstore"
 )
 
-// clock is a fake time source.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-// setupMeta returns a store and a Meta in front of it with a fake clock,
+// setupMeta returns a store and a Cache in front of it with a fake clock,
 // TTLs of 1s (stat), 2s (negative) and 3s (listings).
-func setupMeta(t *testing.T, opts Options) (*memstore.Store, *Meta, *clock) {
+func setupMeta(t *testing.T, opts Options) (*memstore.Store, *Cache, *testkit.Clock) {
 	t.Helper()
-	clk := &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := testkit.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	mem := memstore.New(memstore.Options{Now: clk.Now})
 	opts.StatTTL, opts.NegativeTTL, opts.ListTTL, opts.Now = time.Second, 2*time.Second, 3*time.Second, clk.Now
-	return mem, NewMeta(mem, opts), clk
+	return mem, New(mem, opts), clk
 }
 
 func putMeta(t *testing.T, mem *memstore.Store, key, body string, md store.Metadata) store.Object {
@@ -85,11 +68,11 @@ func TestStatTTL(t *testing.T) {
 
 	// Another client replaces the object: seen once the TTL has passed.
 	putMeta(t, mem, "a", "two!", nil)
-	clk.advance(999 * time.Millisecond)
+	clk.Advance(999 * time.Millisecond)
 	if obj, _ := m.Stat(ctx, "a"); obj.Size != 3 {
 		t.Fatalf("Stat within the TTL = %+v, want the cached answer", obj)
 	}
-	clk.advance(time.Millisecond)
+	clk.Advance(time.Millisecond)
 	obj, err := m.Stat(ctx, "a")
 	if err != nil || obj.Size != 4 || obj.Metadata == nil || len(obj.Metadata) != 0 {
 		t.Fatalf("Stat after the TTL = %+v, %v; want the new object with empty metadata", obj, err)
@@ -107,11 +90,11 @@ func TestNegativeTTL(t *testing.T) {
 	}
 	wantCalls(t, mem, 1, 0)
 	putMeta(t, mem, "missing", "x", nil) // by another client
-	clk.advance(1999 * time.Millisecond)
+	clk.Advance(1999 * time.Millisecond)
 	if _, err := m.Stat(ctx, "missing"); !errors.Is(err, store.ErrNotExist) {
 		t.Fatalf("Stat within the negative TTL: %v", err)
 	}
-	clk.advance(time.Millisecond)
+	clk.Advance(time.Millisecond)
 	if _, err := m.Stat(ctx, "missing"); err != nil {
 		t.Fatalf("Stat after the negative TTL: %v", err)
 	}
@@ -212,7 +195,7 @@ func TestConcurrentLookupsShareOneRequest(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, "every caller waiting", func() bool { return m.waiting.Load() == callers })
+	testkit.WaitFor(t, "every caller waiting", func() bool { return m.waiting.Load() == callers })
 	if started() != 1 {
 		t.Fatalf("%d Stats started", started())
 	}
@@ -237,7 +220,7 @@ func TestInvalidateDuringLookup(t *testing.T) {
 		old <- obj
 	}()
 	// The held Stat has read "one"; then this mount replaces the object.
-	waitFor(t, "a Stat in flight", func() bool { return started() == 1 })
+	testkit.WaitFor(t, "a Stat in flight", func() bool { return started() == 1 })
 	mem.SetFaultAfter(nil)
 	putMeta(t, mem, "a", "newer", nil)
 	m.Invalidate("a")
@@ -264,14 +247,14 @@ func TestCanceledLookup(t *testing.T) {
 		_, err := m.Stat(ctx, "a")
 		done <- err
 	}()
-	waitFor(t, "a Stat in flight", func() bool { return started() == 1 })
+	testkit.WaitFor(t, "a Stat in flight", func() bool { return started() == 1 })
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("canceled Stat: %v", err)
 	}
 	// The request itself goes on and its answer serves the next caller.
 	release()
-	waitFor(t, "the Stat to be cached", func() bool {
+	testkit.WaitFor(t, "the Stat to be cached", func() bool {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		return m.stats["a"] != nil
@@ -328,7 +311,7 @@ func TestReadDir(t *testing.T) {
 
 	// After the TTL, the listing is fetched again; the version of d/f0001
 	// is known, so its metadata comes without a HEAD.
-	clk.advance(3 * time.Second)
+	clk.Advance(3 * time.Second)
 	mem.ResetCalls()
 	l, err = m.ReadDir(ctx, "d/")
 	if err != nil {
@@ -344,47 +327,6 @@ func TestReadDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCalls(t, mem, 0, 3)
-}
-
-func TestReadDirPlus(t *testing.T) {
-	mem, m, clk := setupMeta(t, Options{})
-	ctx := context.Background()
-	const n = 50
-	for i := range n {
-		putMeta(t, mem, fmt.Sprintf("d/f%02d", i), "x", store.Metadata{"mode": "33261"})
-	}
-	putMeta(t, mem, "d/sub/x", "y", nil)
-	mem.ResetCalls()
-	l, err := m.ReadDirPlus(ctx, "d/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, o := range l.Objects {
-		if o.Metadata["mode"] != "33261" {
-			t.Fatalf("%s listed with metadata %v", o.Key, o.Metadata)
-		}
-	}
-	wantCalls(t, mem, n, 1)
-
-	// Later listings need no HEAD while the versions are remembered; a
-	// replaced object needs one.
-	putMeta(t, mem, "d/f07", "changed", store.Metadata{"mode": "33188"})
-	if err := mem.Delete(ctx, "d/f08"); err != nil {
-		t.Fatal(err)
-	}
-	clk.advance(3 * time.Second)
-	mem.ResetCalls()
-	l, err = m.ReadDirPlus(ctx, "d/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(l.Objects) != n-1 {
-		t.Fatalf("%d objects listed, want %d", len(l.Objects), n-1)
-	}
-	if o, _ := l.Object("d/f07"); o.Size != 7 || o.Metadata["mode"] != "33188" {
-		t.Fatalf("replaced object listed as %+v", o)
-	}
-	wantCalls(t, mem, 1, 1)
 }
 
 func TestMetaBounds(t *testing.T) {
