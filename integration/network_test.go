@@ -297,9 +297,18 @@ func TestUnreachableStop(t *testing.T) {
 	if err := m.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	// The stated bound: the retry budget plus two stalls once S3 stops
-	// answering; the rest is slack for the race detector.
-	exitErr := m.waitExit(testRetryBudget + 2*testIOTimeout + 30*time.Second)
+	// partfs stores what it can, then detaches the mount, which dd still
+	// holds open, and exits once dd closes its file: dd closes it now, and
+	// that close fails too.
+	ddDone := make(chan error, 1)
+	go func() {
+		time.Sleep(time.Second)
+		ddDone <- w.finish(3 * time.Minute)
+	}()
+	// The stated bound, twice (the sync at the signal, then dd's close):
+	// the retry budget plus two stalls once S3 stops answering; the rest
+	// is slack for the race detector.
+	exitErr := m.waitExit(2*(testRetryBudget+2*testIOTimeout) + 30*time.Second)
 	if exitErr == nil {
 		t.Errorf("partfs exited 0 although %s was not stored", key)
 	}
@@ -309,7 +318,9 @@ func TestUnreachableStop(t *testing.T) {
 	if mounted(m.dir) {
 		t.Errorf("%s still mounted after partfs exited", m.dir)
 	}
-	w.finish(30 * time.Second) // dd fails: its file was unmounted under it
+	if err := <-ddDone; err == nil {
+		t.Errorf("dd succeeded although its file was not stored")
+	}
 }
 
 // TestEndpointRestart kills MinIO and starts it again, on the same port
