@@ -479,25 +479,13 @@ func (p *Proxy) forward(r *http.Request, body io.Reader) (*http.Response, error)
 }
 
 // hangUp closes the client connection abruptly (RST), without an answer.
-func hangUp(w http.ResponseWriter) string {
-	hj, ok := w.(http.Hijacker)
-	if !ok {
-		return "cannot hijack connection"
-	}
-	conn, _, err := hj.Hijack()
-	if err != nil {
-		return "hijack: " + err.Error()
-	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		_ = tc.SetLinger(0)
-	}
-	_ = conn.Close()
-	return "connection dropped"
-}
+func hangUp(w http.ResponseWriter) string { return closeConn(w, true) }
 
 // hangUpAfter closes the client connection once what was written has been
 // sent (FIN, not RST).
-func hangUpAfter(w http.ResponseWriter) string {
+func hangUpAfter(w http.ResponseWriter) string { return closeConn(w, false) }
+
+func closeConn(w http.ResponseWriter, abrupt bool) string {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		return "cannot hijack connection"
@@ -506,8 +494,15 @@ func hangUpAfter(w http.ResponseWriter) string {
 	if err != nil {
 		return "hijack: " + err.Error()
 	}
-	_ = buf.Flush()
+	if tc, ok := conn.(*net.TCPConn); ok && abrupt {
+		_ = tc.SetLinger(0)
+	} else {
+		_ = buf.Flush()
+	}
 	_ = conn.Close()
+	if abrupt {
+		return "connection dropped"
+	}
 	return "connection closed"
 }
 
