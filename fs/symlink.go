@@ -78,6 +78,7 @@ func (l *symlinkNode) moved(key string, obj store.Object) {
 		obj.Metadata = l.obj.Metadata
 	}
 	l.obj, l.statAt = obj, time.Now() // same bytes: the target stays
+	l.attrs.ctime = now()
 }
 
 func (l *symlinkNode) fill(out *fuse.Attr) {
@@ -103,11 +104,14 @@ func (d *dirNode) symlinkChild(ctx context.Context, name string, obj store.Objec
 
 // objectType is the type a listing reports for the object name: S3 listings
 // carry no metadata, so an object is a regular file unless this mount has
-// seen it to be a link. lstat (a LOOKUP) is always right.
+// seen it to be a link or a special file. lstat (a LOOKUP) is always right.
 func (d *dirNode) objectType(name string) uint32 {
 	if ch := d.GetChild(name); ch != nil {
-		if _, ok := ch.Operations().(*symlinkNode); ok {
+		switch n := ch.Operations().(type) {
+		case *symlinkNode:
 			return syscall.S_IFLNK
+		case *specialNode:
+			return n.typ
 		}
 	}
 	return syscall.S_IFREG
@@ -135,6 +139,7 @@ func (d *dirNode) Symlink(ctx context.Context, target, name string, out *fuse.En
 		return nil, d.fsys.toErrno("symlink", key, err)
 	}
 	d.fsys.changed(key)
+	d.entriesChanged()
 	obj.Key, obj.Size, obj.Metadata = key, int64(len(body)), opts.Metadata
 	l := &symlinkNode{fsys: d.fsys, key: key}
 	l.setObject(obj)
