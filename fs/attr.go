@@ -150,8 +150,8 @@ func parseUint(s string) (uint64, bool) {
 // metadata returns base (which is not modified) with a's values set, for a
 // node of type typ (syscall.S_IFREG, S_IFDIR, S_IFLNK or a special file's).
 // Keys partfs does not own are kept, so other tools' metadata survives a
-// rewrite. atime is written only when it differs from mtime, and rdev only
-// for device nodes, so that ordinary objects carry s3fs's four keys.
+// rewrite. atime is written only when it differs from mtime (a missing
+// atime reads as the mtime), and rdev only for device nodes.
 func (a attrs) metadata(base store.Metadata, typ uint32) store.Metadata {
 	md := make(store.Metadata, len(base)+6)
 	maps.Copy(md, base)

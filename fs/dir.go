@@ -50,6 +50,24 @@ func (d *dirNode) entriesChanged() {
 	d.mu.Unlock()
 }
 
+// childAttrs are the attributes of an entry the caller of ctx creates in
+// the directory now. In a set-group-ID directory the entry takes the
+// directory's group, and a subdirectory the set-group-ID bit too, as on
+// Linux's own file systems (the kernel leaves this to the file system).
+func (d *dirNode) childAttrs(ctx context.Context, mode uint32, dir bool) attrs {
+	a := newAttrs(ctx, d.fsys, mode)
+	d.mu.Lock()
+	parent := d.attrs
+	d.mu.Unlock()
+	if parent.perm&syscall.S_ISGID != 0 {
+		a.gid = parent.gid
+		if dir {
+			a.perm |= syscall.S_ISGID
+		}
+	}
+	return a
+}
+
 // attrsLocked are the directory's attributes with entriesAt applied.
 func (d *dirNode) attrsLocked() attrs {
 	a := d.attrs
@@ -268,7 +286,7 @@ func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 		return nil, errno
 	}
 	key += "/"
-	a := newAttrs(ctx, d.fsys, mode)
+	a := d.childAttrs(ctx, mode, true)
 	opts := store.PutOptions{Metadata: a.metadata(nil, syscall.S_IFDIR), ContentType: dirContentType}
 	if _, err := d.fsys.opts.Store.Put(context.WithoutCancel(ctx), key, nil, store.Sum(nil), opts); err != nil {
 		return nil, d.fsys.toErrno("mkdir", key, err)
@@ -358,7 +376,7 @@ func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 		return nil, nil, 0, errno
 	}
 	f := newFileNode(d.fsys, key)
-	h := f.create(newAttrs(ctx, d.fsys, mode), flags)
+	h := f.create(d.childAttrs(ctx, mode, false), flags)
 	ch := d.NewInode(ctx, f, fusefs.StableAttr{Mode: syscall.S_IFREG})
 	f.fillEntry(out)
 	d.entriesChanged()

@@ -321,3 +321,30 @@ func TestNameTooLong(t *testing.T) {
 	}
 	m.object(t, fits)
 }
+
+// TestSetGroupIDDirectory: entries made in a set-group-ID directory take
+// its group, and subdirectories the bit as well.
+func TestSetGroupIDDirectory(t *testing.T) {
+	m := newMount(t, nil)
+	if err := os.Mkdir(m.path("d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(m.path("d"), -1, 4242); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Chmod(m.path("d"), 0o2755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(m.path("d/f"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(m.path("d/sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if s := lstat(t, m.path("d/f")); s.Gid != 4242 {
+		t.Errorf("file in a set-group-ID directory: group %d, want 4242", s.Gid)
+	}
+	if s := lstat(t, m.path("d/sub")); s.Gid != 4242 || s.Mode&syscall.S_ISGID == 0 {
+		t.Errorf("subdirectory: group %d mode %o, want 4242 with set-group-ID", s.Gid, s.Mode)
+	}
+}

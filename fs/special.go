@@ -124,7 +124,7 @@ func (d *dirNode) Mknod(ctx context.Context, name string, mode uint32, dev uint3
 	if errno != 0 {
 		return nil, errno
 	}
-	a := newAttrs(ctx, d.fsys, mode)
+	a := d.childAttrs(ctx, mode, false)
 	if typ == syscall.S_IFCHR || typ == syscall.S_IFBLK {
 		a.rdev = dev
 	}

@@ -131,7 +131,7 @@ func (d *dirNode) Symlink(ctx context.Context, target, name string, out *fuse.En
 	if len(target) >= maxLinkLen {
 		return nil, syscall.ENAMETOOLONG
 	}
-	a := newAttrs(ctx, d.fsys, 0o777)
+	a := d.childAttrs(ctx, 0o777, false)
 	opts := store.PutOptions{Metadata: a.metadata(nil, syscall.S_IFLNK), ContentType: symlinkContentType}
 	body := []byte(target)
 	obj, err := d.fsys.opts.Store.Put(context.WithoutCancel(ctx), key, body, store.Sum(body), opts)
