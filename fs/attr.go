@@ -105,6 +105,17 @@ func (a attrs) withMetadata(md store.Metadata) attrs {
 	return a
 }
 
+// since returns a, read from an object, with the ctime of prev, what this
+// mount knew before, when that is the same second: LastModified has whole
+// seconds, and the ctime this mount set at its own change has nanoseconds,
+// which must not go back when the object is read again.
+func (a attrs) since(prev attrs) attrs {
+	if a.ctime.Equal(prev.ctime.Truncate(time.Second)) {
+		a.ctime = prev.ctime
+	}
+	return a
+}
+
 // parseTime reads "seconds[.fraction]"; the fraction has up to nine digits
 // of nanoseconds (fewer are a decimal fraction, as rclone writes).
 func parseTime(s string) (time.Time, bool) {

@@ -124,7 +124,7 @@ func (n *fileNode) setObject(obj store.Object) {
 		return
 	}
 	if !n.localAttrs {
-		n.attrs = defaultFileAttrs(n.fsys, obj.LastModified).withMetadata(obj.Metadata)
+		n.attrs = defaultFileAttrs(n.fsys, obj.LastModified).withMetadata(obj.Metadata).since(n.attrs)
 	}
 	n.obj = obj
 	n.setVersionLocked(obj)

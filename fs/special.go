@@ -65,7 +65,7 @@ func (s *specialNode) setObject(obj store.Object) {
 		return
 	}
 	s.obj, s.statAt = obj, time.Now()
-	s.attrs = defaultFileAttrs(s.fsys, obj.LastModified).withMetadata(obj.Metadata)
+	s.attrs = defaultFileAttrs(s.fsys, obj.LastModified).withMetadata(obj.Metadata).since(s.attrs)
 }
 
 // moved re-points the node at key after a rename copied it there as obj.

@@ -62,7 +62,7 @@ func (l *symlinkNode) setObject(obj store.Object) {
 		l.target = ""
 	}
 	l.obj, l.statAt = obj, time.Now()
-	l.attrs = defaultFileAttrs(l.fsys, obj.LastModified).withMetadata(obj.Metadata)
+	l.attrs = defaultFileAttrs(l.fsys, obj.LastModified).withMetadata(obj.Metadata).since(l.attrs)
 }
 
 // moved re-points the link at key after a rename copied it there as obj.

@@ -130,3 +130,17 @@ func TestNewOptions(t *testing.T) {
 
 // nopStore is a store.Store for tests that never reach it.
 type nopStore struct{ store.Store }
+
+// TestCtimeKeepsNanoseconds: reading the object again (LastModified, whole
+// seconds) keeps the ctime this mount set within that second, and takes a
+// later one.
+func TestCtimeKeepsNanoseconds(t *testing.T) {
+	prev := attrs{ctime: time.Unix(1700000000, 700000000)}
+	if got := (attrs{ctime: time.Unix(1700000000, 0)}).since(prev); !got.ctime.Equal(prev.ctime) {
+		t.Errorf("same second: ctime %v, want %v", got.ctime, prev.ctime)
+	}
+	later := time.Unix(1700000001, 0)
+	if got := (attrs{ctime: later}).since(prev); !got.ctime.Equal(later) {
+		t.Errorf("later second: ctime %v, want %v", got.ctime, later)
+	}
+}
