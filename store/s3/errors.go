@@ -36,20 +36,21 @@ var codeSentinels = map[string]error{
 	"ExpiredToken":          store.ErrAccessDenied,
 	"InvalidToken":          store.ErrAccessDenied,
 	"AllAccessDisabled":     store.ErrAccessDenied,
-	"KeyTooLongError":       store.ErrKeyTooLong,
+	"SlowDown":              store.ErrTransient,
+	"RequestTimeout":        store.ErrTransient,
+	"InternalError":         store.ErrTransient,
+	"ServiceUnavailable":    store.ErrTransient,
+	"Throttling":            store.ErrTransient,
+	"ThrottlingException":   store.ErrTransient,
+	"RequestLimitExceeded":  store.ErrTransient,
+	"TooManyRequests":       store.ErrTransient,
+	"OperationAborted":      store.ErrTransient,
+
+	"KeyTooLongError": store.ErrKeyTooLong,
 	// MinIO's answer for keys it cannot map onto its disks' file names;
 	// partfs sends no empty, "." or ".." segments, so this is a segment
 	// too long for them.
 	"XMinioInvalidObjectName": store.ErrKeyTooLong,
-	"SlowDown":                store.ErrTransient,
-	"RequestTimeout":          store.ErrTransient,
-	"InternalError":           store.ErrTransient,
-	"ServiceUnavailable":      store.ErrTransient,
-	"Throttling":              store.ErrTransient,
-	"ThrottlingException":     store.ErrTransient,
-	"RequestLimitExceeded":    store.ErrTransient,
-	"TooManyRequests":         store.ErrTransient,
-	"OperationAborted":        store.ErrTransient,
 }
 
 // wrapErr wraps err from operation op on key with the matching store
