@@ -10,6 +10,9 @@
 #                (make bench PROFILE=1 also writes partfs.cpu.prof)
 #   make install copy partfs to $(PREFIX)/bin and link /sbin/mount.fuse.partfs
 #                to it, so that mount -t fuse.partfs and fstab lines work
+#   make posix PJDFSTEST=path/to/pjdfstest(.tar.gz)
+#                build pjdfstest, run its POSIX groups against a fresh mount
+#                on a MinIO of its own (as root), print passed/planned per group
 #
 # MinIO is installed into .bin/ at a pinned version when missing. Its data,
 # log and pid file live in .run/. .bin/, .run/ and mnt/ are git-ignored.
@@ -48,7 +51,7 @@ MINIO_PID := $(RUNDIR)/minio.pid
 PROFILE ?=
 BENCH_ENV := $(if $(PROFILE),PARTFS_BENCH_CPUPROFILE=$(CURDIR)/partfs.cpu.prof)
 
-.PHONY: all build install run stop ls uploads test check test-deps bench minio FORCE
+.PHONY: all build install run stop ls uploads test check test-deps bench posix minio FORCE
 
 all: build
 
@@ -152,6 +155,18 @@ test-deps:
 bench: $(MINIO)
 	$(BENCH_ENV) $(GO) test -run '^$$' -bench '^Benchmark(Write|Read)$$' -benchtime 1x -timeout 30m ./integration/
 	@$(if $(PROFILE),echo "CPU profile of partfs: partfs.cpu.prof (go tool pprof -top partfs.cpu.prof)")
+
+# pjdfstest, the POSIX system call suite, against a fresh mount: a
+# developer check, not part of make test. It builds the suite from
+# PJDFSTEST (a source tree or its .tar.gz) in .run/posix/, starts a MinIO of
+# its own on POSIX_PORT (and POSIX_PORT+1) with its data there, mounts with
+# --allow-other, runs the groups and prints passed/planned for each, then
+# unmounts and stops that MinIO. Needs root, autoconf, automake, cc, prove.
+PJDFSTEST  ?=
+POSIX_PORT ?= 9010
+posix: $(PARTFS) $(S3UTIL) $(MINIO)
+	@if [ -z "$(PJDFSTEST)" ]; then echo "usage: make posix PJDFSTEST=path/to/pjdfstest or pjdfstest.tar.gz" >&2; exit 1; fi
+	@scripts/posix.sh "$(abspath $(PJDFSTEST))" $(RUNDIR)/posix $(PARTFS) $(S3UTIL) $(MINIO) $(MINIO_HOST) $(POSIX_PORT)
 
 # mount(8) looks for fuse.TYPE helpers in /sbin only.
 PREFIX ?= /usr/local

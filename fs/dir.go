@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"sync"
 	"syscall"
+	"time"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -32,6 +33,51 @@ type dirNode struct {
 	// it is renamed. guarded by mu
 	prefix string
 	attrs  attrs // guarded by mu
+	// entriesAt is when this mount last added or removed an entry; see
+	// entriesChanged. guarded by mu
+	entriesAt time.Time
+}
+
+// entriesChanged records that an entry was added to or removed from the
+// directory now, which changes its mtime and ctime. S3 has no directory
+// object to keep them in, and writing the marker again for every entry
+// would double the cost of every create and unlink, so they are kept in
+// memory by this mount (and stored with the marker by the next chmod,
+// chown or utimes of the directory).
+func (d *dirNode) entriesChanged() {
+	d.mu.Lock()
+	d.entriesAt = now()
+	d.mu.Unlock()
+}
+
+// childAttrs are the attributes of an entry the caller of ctx creates in
+// the directory now. In a set-group-ID directory the entry takes the
+// directory's group, and a subdirectory the set-group-ID bit too, as on
+// Linux's own file systems (the kernel leaves this to the file system).
+func (d *dirNode) childAttrs(ctx context.Context, mode uint32, dir bool) attrs {
+	a := newAttrs(ctx, d.fsys, mode)
+	d.mu.Lock()
+	parent := d.attrs
+	d.mu.Unlock()
+	if parent.perm&syscall.S_ISGID != 0 {
+		a.gid = parent.gid
+		if dir {
+			a.perm |= syscall.S_ISGID
+		}
+	}
+	return a
+}
+
+// attrsLocked are the directory's attributes with entriesAt applied.
+func (d *dirNode) attrsLocked() attrs {
+	a := d.attrs
+	if d.entriesAt.After(a.mtime) {
+		a.mtime = d.entriesAt
+	}
+	if d.entriesAt.After(a.ctime) {
+		a.ctime = d.entriesAt
+	}
+	return a
 }
 
 func (d *dirNode) init(fsys *filesystem, prefix string, a attrs) {
@@ -54,10 +100,20 @@ func (d *dirNode) childKey(name string) (string, syscall.Errno) {
 		return "", reservedErrno
 	}
 	prefix := d.prefixNow()
-	if len(name) > maxNameLen || len(prefix)+len(name)+1 > maxKeyLen {
+	if len(name) > maxNameLen || len(prefix)+len(name) > maxKeyLen {
 		return "", syscall.ENAMETOOLONG
 	}
 	return prefix + name, 0
+}
+
+// dirKey is childKey for a directory: its marker, the key plus "/", must
+// fit too.
+func (d *dirNode) dirKey(name string) (string, syscall.Errno) {
+	key, errno := d.childKey(name)
+	if errno == 0 && len(key)+1 > maxKeyLen {
+		return "", syscall.ENAMETOOLONG
+	}
+	return key, errno
 }
 
 func (d *dirNode) readOnly() bool { return d.fsys.opts.ReadOnly }
@@ -84,13 +140,13 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	}
 	obj, err := d.fsys.stat(ctx, key)
 	if err == nil {
-		if isSymlink(obj.Metadata) {
-			return d.symlinkChild(ctx, name, obj, out), 0
-		}
-		return d.fileChild(ctx, name, obj, out), 0
+		return d.objectChild(ctx, name, obj, out), 0
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, d.fsys.toErrno("lookup", key, err)
+	}
+	if len(key)+1 > maxKeyLen {
+		return nil, syscall.ENOENT // no directory can have this name
 	}
 	a, found, err := d.findDir(ctx, key+"/")
 	if err != nil {
@@ -119,6 +175,18 @@ func (d *dirNode) findDir(ctx context.Context, prefix string) (attrs, bool, erro
 	return a, true, nil
 }
 
+// objectChild returns the inode for the object obj found under name: a
+// file, a link or a special file, as its metadata says.
+func (d *dirNode) objectChild(ctx context.Context, name string, obj store.Object, out *fuse.EntryOut) *fusefs.Inode {
+	if isSymlink(obj.Metadata) {
+		return d.symlinkChild(ctx, name, obj, out)
+	}
+	if typ := specialType(obj.Metadata); typ != 0 {
+		return d.specialChild(ctx, name, typ, obj, out)
+	}
+	return d.fileChild(ctx, name, obj, out)
+}
+
 // fileChild returns the inode for the object obj found under name, reusing
 // the one the tree has, so that attributes and open handles stay together.
 func (d *dirNode) fileChild(ctx context.Context, name string, obj store.Object, out *fuse.EntryOut) *fusefs.Inode {
@@ -142,6 +210,7 @@ func (d *dirNode) dirChild(ctx context.Context, prefix, name string, a attrs, ou
 		if sub, ok := ch.Operations().(*dirNode); ok {
 			sub.mu.Lock()
 			sub.attrs = a
+			a = sub.attrsLocked()
 			sub.mu.Unlock()
 			a.fill(&out.Attr, syscall.S_IFDIR, 0)
 			return ch
@@ -157,7 +226,7 @@ var _ = (fusefs.NodeGetattrer)((*dirNode)(nil))
 
 func (d *dirNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	d.mu.Lock()
-	a := d.attrs
+	a := d.attrsLocked()
 	d.mu.Unlock()
 	a.fill(&out.Attr, syscall.S_IFDIR, 0)
 	return 0
@@ -176,7 +245,7 @@ func (d *dirNode) Setattr(ctx context.Context, f fusefs.FileHandle, in *fuse.Set
 		return syscall.EISDIR
 	}
 	d.mu.Lock()
-	a := d.attrs.setattr(in)
+	a := d.attrsLocked().setattr(in)
 	prefix := d.prefix
 	d.mu.Unlock()
 	if prefix != "" {
@@ -188,7 +257,7 @@ func (d *dirNode) Setattr(ctx context.Context, f fusefs.FileHandle, in *fuse.Set
 		d.fsys.changed(prefix)
 	}
 	d.mu.Lock()
-	d.attrs = a
+	d.attrs, d.entriesAt = a, time.Time{}
 	d.mu.Unlock()
 	a.fill(&out.Attr, syscall.S_IFDIR, 0)
 	return 0
@@ -201,17 +270,18 @@ func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 	if d.readOnly() {
 		return nil, syscall.EROFS
 	}
-	key, errno := d.childKey(name)
+	key, errno := d.dirKey(name)
 	if errno != 0 {
 		return nil, errno
 	}
 	key += "/"
-	a := newAttrs(ctx, d.fsys, mode)
+	a := d.childAttrs(ctx, mode, true)
 	opts := store.PutOptions{Metadata: a.metadata(nil, syscall.S_IFDIR), ContentType: dirContentType}
 	if _, err := d.fsys.opts.Store.Put(context.WithoutCancel(ctx), key, nil, store.Sum(nil), opts); err != nil {
 		return nil, d.fsys.toErrno("mkdir", key, err)
 	}
 	d.fsys.changed(key)
+	d.entriesChanged()
 	return d.dirChild(ctx, key, name, a, out), 0
 }
 
@@ -253,6 +323,7 @@ func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 		return d.fsys.toErrno("rmdir", prefix, err)
 	}
 	d.fsys.changedDir(prefix)
+	d.entriesChanged()
 	return 0
 }
 
@@ -277,6 +348,7 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 		return d.fsys.toErrno("unlink", key, err)
 	}
 	d.fsys.changed(key)
+	d.entriesChanged()
 	return 0
 }
 
@@ -293,9 +365,10 @@ func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 		return nil, nil, 0, errno
 	}
 	f := newFileNode(d.fsys, key)
-	h := f.create(newAttrs(ctx, d.fsys, mode), flags)
+	h := f.create(d.childAttrs(ctx, mode, false), flags)
 	ch := d.NewInode(ctx, f, fusefs.StableAttr{Mode: syscall.S_IFREG})
 	f.fillEntry(out)
+	d.entriesChanged()
 	return ch, h, 0, 0
 }
 

@@ -208,10 +208,8 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	switch {
 	case info.kind == listedObject && info.gone:
 		return nil, syscall.ENOENT
-	case info.kind == listedObject && isSymlink(info.obj.Metadata):
-		return d.symlinkChild(ctx, name, info.obj, out), 0
 	case info.kind == listedObject:
-		return d.fileChild(ctx, name, info.obj, out), 0
+		return d.objectChild(ctx, name, info.obj, out), 0
 	case info.kind == listedDir:
 		prefix, errno := d.childKey(name)
 		if errno != 0 {
@@ -281,7 +279,7 @@ func markerAttrs(ctx context.Context, fsys *filesystem, prefix string) (attrs, e
 	marker, err := fsys.stat(ctx, prefix)
 	switch {
 	case err == nil:
-		a.mtime = marker.LastModified
+		a.mtime, a.atime, a.ctime = marker.LastModified, marker.LastModified, marker.LastModified
 		return a.withMetadata(marker.Metadata), nil
 	case errors.Is(err, fs.ErrNotExist):
 		return a, nil

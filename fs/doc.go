@@ -1,10 +1,10 @@
 // Package fs maps POSIX file operations onto an S3 bucket through go-fuse.
 //
-// The node tree has three node types: directories (a key prefix ending in
-// "/", or the mount's prefix for the root), regular files (one object key)
-// and symbolic links (one object key holding the target). Device nodes,
-// FIFOs and sockets do not exist in S3 and are refused by go-fuse with
-// ENOTSUP; hard links are refused with EPERM (see "Links").
+// The node tree has four node types: directories (a key prefix ending in
+// "/", or the mount's prefix for the root), regular files (one object key),
+// symbolic links (one object key holding the target) and special files:
+// FIFOs, sockets and device nodes, each an empty object whose metadata says
+// what it is (special.go). Hard links are refused with EPERM (see "Links").
 //
 // # Namespace
 //
@@ -42,10 +42,15 @@
 //
 // # Metadata
 //
-// Mode, owner and modification time live in user metadata under the names
-// s3fs uses, so that buckets stay readable by both: "mode", "uid", "gid" and
-// "mtime" (x-amz-meta-*). Objects without them get the mount's defaults and
-// their LastModified time. See attr.go for the exact formats.
+// Mode, owner and times live in user metadata under the names s3fs uses,
+// so that buckets stay readable by both: "mode", "uid", "gid", "mtime",
+// and "atime" when it differs from the mtime, "rdev" for device nodes
+// (x-amz-meta-*). Objects without them get the mount's defaults and their
+// LastModified time. The ctime is the object's LastModified, as every
+// change partfs makes writes or copies the object; a directory's mtime and
+// ctime also move when this mount adds or removes an entry in it (kept in
+// memory: S3 has no directory object to store them in). atime changes only
+// when set (utimensat), as with noatime. See attr.go for the exact formats.
 //
 // # Writing
 //
@@ -82,9 +87,9 @@
 // metadata-replacing CopyObject of the object onto itself, pinned to its
 // ETag; above Options.MaxCopySize (S3's 5 GiB) by a multipart copy onto
 // itself. If the object changed meanwhile the copy is made once more on the
-// new version. A directory gets them by writing its marker again. Only whole
-// seconds of the mtime are kept; rsync compares whole seconds unless asked
-// otherwise, so a second `rsync -a` finds nothing to transfer.
+// new version. A directory gets them by writing its marker again. Times are
+// kept to the nanosecond, so a stat after a remount reports what a stat
+// before it did and a second `rsync -a` finds nothing to transfer.
 //
 // go-fuse negotiates FUSE_PARALLEL_DIROPS, so the kernel sends the LOOKUPs of
 // one directory in parallel, and nothing in this package serializes them:
@@ -196,7 +201,8 @@
 // "41471", S_IFLNK|0777), with uid, gid and mtime; links written by either
 // read in the other. Lookup tells a link by its metadata. Listings carry no
 // metadata, so readdir reports an object as a regular file (DT_REG) unless
-// the mount has already looked it up as a link; lstat is always right.
+// the mount has already looked it up as a link or special file; lstat is
+// always right.
 //
 // Hard links cannot be represented (an object has one key, and a copy would
 // not share later writes): link(2) answers EPERM, logged once per mount.
@@ -224,8 +230,8 @@
 // read) and waits for write-buffer memory honour it and fail with EINTR. A
 // HEAD or listing shared with other callers (meta.Cache) goes on for them;
 // only the interrupted caller stops waiting.
-// Requests that change the bucket (mkdir, rmdir, unlink, rename, symlink,
-// setattr, and the syncs of close and fsync) run under a context detached
+// Requests that change the bucket (mkdir, mknod, rmdir, unlink, rename,
+// symlink, setattr, and the syncs of close and fsync) run under a context detached
 // from the request: an
 // interrupt arriving after S3 acted could otherwise report failure for a
 // change that happened, and a retried mkdir would then see EEXIST.

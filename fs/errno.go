@@ -21,6 +21,7 @@ var errnoTable = []struct {
 	{fs.ErrNotExist, syscall.ENOENT}, // store.ErrNotExist satisfies it
 	{store.ErrAccessDenied, syscall.EACCES},
 	{store.ErrTooLarge, syscall.EFBIG},
+	{store.ErrKeyTooLong, syscall.ENAMETOOLONG},
 	{store.ErrPrecondition, syscall.ESTALE},
 	{writeback.ErrBufferExhausted, syscall.ENOSPC},
 }

@@ -124,7 +124,7 @@ func (n *fileNode) setObject(obj store.Object) {
 		return
 	}
 	if !n.localAttrs {
-		n.attrs = defaultFileAttrs(n.fsys, obj.LastModified).withMetadata(obj.Metadata)
+		n.attrs = defaultFileAttrs(n.fsys, obj.LastModified).withMetadata(obj.Metadata).since(n.attrs)
 	}
 	n.obj = obj
 	n.setVersionLocked(obj)
@@ -140,7 +140,16 @@ func (n *fileNode) sizeLocked() int64 {
 func (n *fileNode) fillEntry(out *fuse.EntryOut) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.attrs.fill(&out.Attr, syscall.S_IFREG, n.sizeLocked())
+	n.fillLocked(&out.Attr)
+}
+
+// fillLocked writes the file's attributes into out. A file unlinked while
+// open has no name left: fstat on its descriptors reports no links.
+func (n *fileNode) fillLocked(out *fuse.Attr) {
+	n.attrs.fill(out, syscall.S_IFREG, n.sizeLocked())
+	if n.unlinked {
+		out.Nlink = 0
+	}
 }
 
 // putOptionsLocked are the attributes the next upload of the file carries.
@@ -322,7 +331,7 @@ func (n *fileNode) truncate(ctx context.Context, size int64, syncNow bool) error
 		n.startStateLocked(base)
 	}
 	n.users++
-	n.attrs.mtime = time.Now().Truncate(time.Second)
+	n.attrs.modified()
 	st := n.state
 	n.mu.Unlock()
 
@@ -354,6 +363,7 @@ func (n *fileNode) moved(key string, obj store.Object) {
 	old := n.state
 	// Same bytes: open handles and the page cache stay valid.
 	n.copiedLocked(obj)
+	n.attrs.ctime = now()
 	n.exists, n.statAt = true, time.Now()
 	if old != nil {
 		n.state = n.fsys.opts.Writer.Open(key, &obj, n.putOptionsLocked())

@@ -6,7 +6,6 @@ import (
 	"io"
 	"sync"
 	"syscall"
-	"time"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -178,7 +177,7 @@ func (h *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 	defer n.op.RUnlock()
 	n.mu.Lock()
 	st := n.state
-	n.attrs.mtime = time.Now().Truncate(time.Second)
+	n.attrs.modified()
 	n.mu.Unlock()
 	if st == nil {
 		return 0, syscall.EBADF

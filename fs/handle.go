@@ -31,7 +31,7 @@ func (n *fileNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.A
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.attrs.fill(&out.Attr, syscall.S_IFREG, n.sizeLocked())
+	n.fillLocked(&out.Attr)
 	return 0
 }
 
@@ -60,7 +60,7 @@ func (n *fileNode) Setattr(ctx context.Context, f fusefs.FileHandle, in *fuse.Se
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.attrs.fill(&out.Attr, syscall.S_IFREG, n.sizeLocked())
+	n.fillLocked(&out.Attr)
 	return 0
 }
 
@@ -158,9 +158,17 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, u
 			obj := n.obj
 			base = &obj
 		}
+		if trunc {
+			// O_TRUNC of an existing file is a change of its contents,
+			// even of an empty one (POSIX open).
+			n.attrs.modified()
+		}
 		n.startStateLocked(base)
 	case n.state != nil:
 		truncate = trunc
+		if trunc {
+			n.attrs.modified()
+		}
 	case n.ver != nil && n.ver == n.pageVer:
 		fuseFlags = fuse.FOPEN_KEEP_CACHE
 	case n.pageOpen > 0:

@@ -134,7 +134,7 @@ func TestStatMetadata(t *testing.T) {
 		mtime    time.Time
 	}{
 		{"meta.txt", 5, 0o600, 1234, 5678, time.Unix(1700000000, 0)},
-		{"rclone.txt", 1, 0o644, 4321, 8765, time.Unix(1700000001, 0)},
+		{"rclone.txt", 1, 0o644, 4321, 8765, time.Unix(1700000001, 123456789)},
 		{"plain.txt", 6, 0o644, 4321, 8765, plain.LastModified},
 	}
 	for _, tt := range tests {

@@ -20,6 +20,17 @@ var _ = (fusefs.NodeRenamer)((*dirNode)(nil))
 // inode in its tree (MvChild, replacing a target), so open descriptors and
 // the kernel's dentries follow the file.
 func (d *dirNode) Rename(ctx context.Context, name string, newParent fusefs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	errno := d.rename(ctx, name, newParent, newName, flags)
+	if errno == 0 {
+		d.entriesChanged()
+		if dst := asDir(newParent); dst != nil {
+			dst.entriesChanged()
+		}
+	}
+	return errno
+}
+
+func (d *dirNode) rename(ctx context.Context, name string, newParent fusefs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
 	if d.readOnly() {
 		return syscall.EROFS
 	}
@@ -52,6 +63,9 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fusefs.Inod
 	}
 	switch n := node.(type) {
 	case *dirNode:
+		if len(dstKey)+1 > maxKeyLen {
+			return syscall.ENAMETOOLONG
+		}
 		return d.renameDir(ctx, n, srcKey+"/", dst, newName, dstKey+"/", noReplace)
 	case objectNode:
 		return d.renameObject(ctx, n, srcKey, dst, newName, dstKey, noReplace)
@@ -71,6 +85,9 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fusefs.Inod
 	}
 	if !found {
 		return syscall.ENOENT
+	}
+	if len(dstKey)+1 > maxKeyLen {
+		return syscall.ENAMETOOLONG
 	}
 	return d.renameDir(ctx, nil, srcKey+"/", dst, newName, dstKey+"/", noReplace)
 }
@@ -148,6 +165,9 @@ func (fsys *filesystem) nameExists(ctx context.Context, key string) (bool, error
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		return false, err
+	}
+	if len(key)+1 > maxKeyLen {
+		return false, nil // no directory can have this name
 	}
 	page, err := fsys.opts.Store.List(ctx, key+"/", "/", "", 1)
 	if err != nil {

@@ -61,7 +61,7 @@ func (l *symlinkNode) setObject(obj store.Object) {
 		l.target = ""
 	}
 	l.obj, l.statAt = obj, time.Now()
-	l.attrs = defaultFileAttrs(l.fsys, obj.LastModified).withMetadata(obj.Metadata)
+	l.attrs = defaultFileAttrs(l.fsys, obj.LastModified).withMetadata(obj.Metadata).since(l.attrs)
 }
 
 // moved re-points the link at key after a rename copied it there as obj.
@@ -77,6 +77,7 @@ func (l *symlinkNode) moved(key string, obj store.Object) {
 		obj.Metadata = l.obj.Metadata
 	}
 	l.obj, l.statAt = obj, time.Now() // same bytes: the target stays
+	l.attrs.ctime = now()
 }
 
 func (l *symlinkNode) fill(out *fuse.Attr) {
@@ -102,11 +103,14 @@ func (d *dirNode) symlinkChild(ctx context.Context, name string, obj store.Objec
 
 // objectType is the type a listing reports for the object name: S3 listings
 // carry no metadata, so an object is a regular file unless this mount has
-// seen it to be a link. lstat (a LOOKUP) is always right.
+// seen it to be a link or a special file. lstat (a LOOKUP) is always right.
 func (d *dirNode) objectType(name string) uint32 {
 	if ch := d.GetChild(name); ch != nil {
-		if _, ok := ch.Operations().(*symlinkNode); ok {
+		switch n := ch.Operations().(type) {
+		case *symlinkNode:
 			return syscall.S_IFLNK
+		case *specialNode:
+			return n.typ
 		}
 	}
 	return syscall.S_IFREG
@@ -126,7 +130,7 @@ func (d *dirNode) Symlink(ctx context.Context, target, name string, out *fuse.En
 	if len(target) >= maxLinkLen {
 		return nil, syscall.ENAMETOOLONG
 	}
-	a := newAttrs(ctx, d.fsys, 0o777)
+	a := d.childAttrs(ctx, 0o777, false)
 	opts := store.PutOptions{Metadata: a.metadata(nil, syscall.S_IFLNK), ContentType: symlinkContentType}
 	body := []byte(target)
 	obj, err := d.fsys.opts.Store.Put(context.WithoutCancel(ctx), key, body, store.Sum(body), opts)
@@ -134,6 +138,7 @@ func (d *dirNode) Symlink(ctx context.Context, target, name string, out *fuse.En
 		return nil, d.fsys.toErrno("symlink", key, err)
 	}
 	d.fsys.changed(key)
+	d.entriesChanged()
 	obj.Key, obj.Size, obj.Metadata = key, int64(len(body)), opts.Metadata
 	l := &symlinkNode{fsys: d.fsys, key: key}
 	l.setObject(obj)

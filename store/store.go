@@ -66,6 +66,11 @@ var (
 	ErrTooLarge = errors.New("store: entity too large")
 	// ErrAccessDenied is returned for rejected credentials or permissions.
 	ErrAccessDenied = errors.New("store: access denied")
+	// ErrKeyTooLong is returned for a key the server cannot store: longer
+	// than 1,024 bytes (S3's KeyTooLongError), or with a segment longer
+	// than a server's own limit (MinIO keeps keys as file paths and answers
+	// XMinioInvalidObjectName for segments near 255 bytes).
+	ErrKeyTooLong = errors.New("store: key too long")
 	// ErrTransient marks failures worth retrying with the same bytes: 5xx,
 	// SlowDown, throttling, connection resets and timeouts. Implementations
 	// wrap the underlying error so that errors.Is(err, ErrTransient) holds.

@@ -17,6 +17,8 @@
 //   - Get, Copy and UploadPartCopy honour an ETag precondition
 //     (store.ErrPrecondition); a copy of itself that keeps the metadata is
 //     rejected, as S3 rejects it.
+//   - Put and Copy refuse keys longer than S3's 1,024 bytes
+//     (store.ErrKeyTooLong).
 //   - Metadata keys are lower-cased, as S3 returns them; LastModified has
 //     whole seconds, as a HEAD request reports it.
 //
@@ -53,6 +55,9 @@ import (
 
 	"github.com/partfs/partfs/store"
 )
+
+// maxKeyLen is S3's limit on the length of a key, in bytes.
+const maxKeyLen = 1024
 
 var _ store.Store = (*Store)(nil)
 
@@ -181,6 +186,9 @@ func (s *Store) Put(ctx context.Context, key string, body []byte, sum [md5.Size]
 	if err = s.before(ctx, op); err != nil {
 		return store.Object{}, err
 	}
+	if len(key) > maxKeyLen {
+		return store.Object{}, fmt.Errorf("put of a %d-byte key: %w", len(key), store.ErrKeyTooLong)
+	}
 	if int64(len(body)) > s.opts.MaxPartSize {
 		return store.Object{}, fmt.Errorf("put %q of %d bytes: %w", key, len(body), store.ErrTooLarge)
 	}
@@ -206,6 +214,9 @@ func (s *Store) Copy(ctx context.Context, src, dst, srcETag string, opts *store.
 	defer s.record(op, 0, [md5.Size]byte{}, &err)
 	if err = s.before(ctx, op); err != nil {
 		return store.Object{}, err
+	}
+	if len(dst) > maxKeyLen {
+		return store.Object{}, fmt.Errorf("copy to a %d-byte key: %w", len(dst), store.ErrKeyTooLong)
 	}
 	if src == dst && opts == nil {
 		return store.Object{}, fmt.Errorf("copy %q onto itself without replacing its metadata: illegal copy request", src)

@@ -45,6 +45,12 @@ var codeSentinels = map[string]error{
 	"RequestLimitExceeded":  store.ErrTransient,
 	"TooManyRequests":       store.ErrTransient,
 	"OperationAborted":      store.ErrTransient,
+
+	"KeyTooLongError": store.ErrKeyTooLong,
+	// MinIO's answer for keys it cannot map onto its disks' file names;
+	// partfs sends no empty, "." or ".." segments, so this is a segment
+	// too long for them.
+	"XMinioInvalidObjectName": store.ErrKeyTooLong,
 }
 
 // wrapErr wraps err from operation op on key with the matching store
