@@ -192,27 +192,27 @@ func (r *Root) SyncAll(ctx context.Context) error {
 }
 
 // DirtyCount reports how many files hold changes not yet durable in S3.
-func (r *Root) DirtyCount() int {
-	count := 0
-	for _, n := range r.fsys.stateNodes() {
-		if n.dirty() {
-			count++
-		}
-	}
-	return count
-}
+func (r *Root) DirtyCount() int { return len(r.dirtyNodes()) }
 
 // DirtyKeys lists the keys of the files that hold changes not yet durable
 // in S3.
 func (r *Root) DirtyKeys() []string {
 	var keys []string
-	for _, n := range r.fsys.stateNodes() {
-		if n.dirty() {
-			keys = append(keys, n.keyNow())
-		}
+	for _, n := range r.dirtyNodes() {
+		keys = append(keys, n.keyNow())
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+func (r *Root) dirtyNodes() []*fileNode {
+	var dirty []*fileNode
+	for _, n := range r.fsys.stateNodes() {
+		if n.dirty() {
+			dirty = append(dirty, n)
+		}
+	}
+	return dirty
 }
 
 func (fsys *filesystem) addState(n *fileNode) {

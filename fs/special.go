@@ -3,9 +3,7 @@ package fs
 import (
 	"context"
 	"strconv"
-	"sync"
 	"syscall"
-	"time"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -40,54 +38,19 @@ func specialType(md store.Metadata) uint32 {
 // specialNode is a FIFO, socket or device node: one empty object.
 type specialNode struct {
 	fusefs.Inode
-	fsys *filesystem
-	typ  uint32 // S_IFIFO, S_IFSOCK, S_IFCHR or S_IFBLK; fixed at creation
-
-	mu     sync.Mutex
-	key    string       // changes on rename; guarded by mu
-	obj    store.Object // the stored object as last seen; guarded by mu
-	statAt time.Time    // when obj was last confirmed; guarded by mu
-	attrs  attrs        // guarded by mu
+	metaObject
 }
 
 var _ objectNode = (*specialNode)(nil)
 
-func (s *specialNode) keyNow() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.key
+func newSpecialNode(fsys *filesystem, typ uint32, key string) *specialNode {
+	return &specialNode{metaObject: metaObject{fsys: fsys, typ: typ, key: key}}
 }
 
 func (s *specialNode) setObject(obj store.Object) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if obj.Key != s.key {
-		return
-	}
-	s.obj, s.statAt = obj, time.Now()
-	s.attrs = defaultFileAttrs(s.fsys, obj.LastModified).withMetadata(obj.Metadata).since(s.attrs)
-}
-
-// moved re-points the node at key after a rename copied it there as obj.
-func (s *specialNode) moved(key string, obj store.Object) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.key = key
-	if obj.ETag == "" {
-		s.obj.Key, s.statAt = key, time.Time{}
-		return
-	}
-	if obj.Metadata == nil {
-		obj.Metadata = s.obj.Metadata
-	}
-	s.obj, s.statAt = obj, time.Now()
-	s.attrs.ctime = now()
-}
-
-func (s *specialNode) fill(out *fuse.Attr) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.attrs.fill(out, s.typ, 0)
+	s.setObjectLocked(obj)
 }
 
 // specialChild returns the inode for the special file obj of type typ
@@ -100,7 +63,7 @@ func (d *dirNode) specialChild(ctx context.Context, name string, typ uint32, obj
 			return ch
 		}
 	}
-	s := &specialNode{fsys: d.fsys, typ: typ, key: obj.Key}
+	s := newSpecialNode(d.fsys, typ, obj.Key)
 	s.setObject(obj)
 	s.fill(&out.Attr)
 	return d.NewInode(ctx, s, fusefs.StableAttr{Mode: typ})
@@ -136,7 +99,7 @@ func (d *dirNode) Mknod(ctx context.Context, name string, mode uint32, dev uint3
 	d.fsys.changed(key)
 	d.entriesChanged()
 	obj.Key, obj.Size, obj.Metadata = key, 0, opts.Metadata
-	s := &specialNode{fsys: d.fsys, typ: typ, key: key}
+	s := newSpecialNode(d.fsys, typ, key)
 	s.setObject(obj)
 	s.mu.Lock()
 	s.attrs = a // the times as created, not as LastModified rounds them
@@ -149,19 +112,7 @@ var _ = (fusefs.NodeGetattrer)((*specialNode)(nil))
 
 // Getattr asks S3 again once the attribute timeout has passed, as for files.
 func (s *specialNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	s.mu.Lock()
-	refresh := time.Since(s.statAt) >= s.fsys.opts.AttrTimeout
-	key := s.key
-	s.mu.Unlock()
-	if refresh {
-		obj, err := s.fsys.stat(ctx, key)
-		if err != nil {
-			return s.fsys.toErrno("getattr", key, err)
-		}
-		s.setObject(obj)
-	}
-	s.fill(&out.Attr)
-	return 0
+	return s.getattr(ctx, s.setObject, out)
 }
 
 var _ = (fusefs.NodeSetattrer)((*specialNode)(nil))

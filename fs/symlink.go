@@ -3,9 +3,7 @@ package fs
 import (
 	"context"
 	"strconv"
-	"sync"
 	"syscall"
-	"time"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -33,57 +31,22 @@ func isSymlink(md store.Metadata) bool {
 // symlinkNode is a symbolic link: one object holding the target.
 type symlinkNode struct {
 	fusefs.Inode
-	fsys *filesystem
-
-	mu     sync.Mutex
-	key    string       // changes on rename; guarded by mu
-	obj    store.Object // the stored object as last seen; guarded by mu
-	statAt time.Time    // when obj was last confirmed; guarded by mu
-	attrs  attrs        // guarded by mu
+	metaObject
 	// target is the link's target as read from obj, "" until read.
 	// guarded by mu
 	target string
 }
 
-func (l *symlinkNode) keyNow() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.key
+func newSymlinkNode(fsys *filesystem, key string) *symlinkNode {
+	return &symlinkNode{metaObject: metaObject{fsys: fsys, typ: syscall.S_IFLNK, key: key}}
 }
 
 func (l *symlinkNode) setObject(obj store.Object) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if obj.Key != l.key {
-		return
-	}
-	if obj.ETag != l.obj.ETag {
+	if newVersion, ok := l.setObjectLocked(obj); ok && newVersion {
 		l.target = ""
 	}
-	l.obj, l.statAt = obj, time.Now()
-	l.attrs = defaultFileAttrs(l.fsys, obj.LastModified).withMetadata(obj.Metadata).since(l.attrs)
-}
-
-// moved re-points the link at key after a rename copied it there as obj.
-func (l *symlinkNode) moved(key string, obj store.Object) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.key = key
-	if obj.ETag == "" {
-		l.obj.Key, l.statAt = key, time.Time{}
-		return
-	}
-	if obj.Metadata == nil {
-		obj.Metadata = l.obj.Metadata
-	}
-	l.obj, l.statAt = obj, time.Now() // same bytes: the target stays
-	l.attrs.ctime = now()
-}
-
-func (l *symlinkNode) fill(out *fuse.Attr) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.attrs.fill(out, syscall.S_IFLNK, l.obj.Size)
 }
 
 // symlinkChild returns the inode for the link object obj found under name.
@@ -95,7 +58,7 @@ func (d *dirNode) symlinkChild(ctx context.Context, name string, obj store.Objec
 			return ch
 		}
 	}
-	l := &symlinkNode{fsys: d.fsys, key: obj.Key}
+	l := newSymlinkNode(d.fsys, obj.Key)
 	l.setObject(obj)
 	l.fill(&out.Attr)
 	return d.NewInode(ctx, l, fusefs.StableAttr{Mode: syscall.S_IFLNK})
@@ -140,7 +103,7 @@ func (d *dirNode) Symlink(ctx context.Context, target, name string, out *fuse.En
 	d.fsys.changed(key)
 	d.entriesChanged()
 	obj.Key, obj.Size, obj.Metadata = key, int64(len(body)), opts.Metadata
-	l := &symlinkNode{fsys: d.fsys, key: key}
+	l := newSymlinkNode(d.fsys, key)
 	l.setObject(obj)
 	l.target = target
 	l.fill(&out.Attr)
@@ -176,19 +139,7 @@ var _ = (fusefs.NodeGetattrer)((*symlinkNode)(nil))
 
 // Getattr asks S3 again once the attribute timeout has passed, as for files.
 func (l *symlinkNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	l.mu.Lock()
-	refresh := time.Since(l.statAt) >= l.fsys.opts.AttrTimeout
-	key := l.key
-	l.mu.Unlock()
-	if refresh {
-		obj, err := l.fsys.stat(ctx, key)
-		if err != nil {
-			return l.fsys.toErrno("getattr", key, err)
-		}
-		l.setObject(obj)
-	}
-	l.fill(&out.Attr)
-	return 0
+	return l.getattr(ctx, l.setObject, out)
 }
 
 var _ = (fusefs.NodeSetattrer)((*symlinkNode)(nil))

@@ -93,7 +93,7 @@ func mount(ctx context.Context, cfg *config, log *slog.Logger) (*mounted, error)
 	if err := cfg.checkFiles(); err != nil {
 		return nil, err
 	}
-	kernel := kernelRequestTimeout(readFile)
+	kernel := kernelRequestTimeout(os.ReadFile)
 	replyLimit := cfg.fitKernelTimeout(kernel)
 	if replyLimit > 0 {
 		log.Warn("the kernel aborts FUSE requests unanswered for longer than its request timeout; replies are kept within it",

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -90,5 +89,3 @@ func (c *connConfig) fitKernelTimeout(kernel time.Duration) time.Duration {
 	c.RetryBudget = max(min(c.RetryBudget, limit/2), c.IOTimeout)
 	return limit
 }
-
-func readFile(name string) ([]byte, error) { return os.ReadFile(name) }
