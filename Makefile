@@ -13,6 +13,10 @@
 #   make posix PJDFSTEST=path/to/pjdfstest(.tar.gz)
 #                build pjdfstest, run its POSIX groups against a fresh mount
 #                on a MinIO of its own (as root), print passed/planned per group
+#   make fio     the fio jobs of bench/fio/ (sequential and random reads, a
+#                sequential write, time to first byte and creation of small
+#                files), each on a fresh mount on a MinIO of its own; prints
+#                one table (first installs fio when missing, as root)
 #
 # MinIO is installed into .bin/ at a pinned version when missing. Its data,
 # log and pid file live in .run/. .bin/, .run/ and mnt/ are git-ignored.
@@ -51,7 +55,7 @@ MINIO_PID := $(RUNDIR)/minio.pid
 PROFILE ?=
 BENCH_ENV := $(if $(PROFILE),PARTFS_BENCH_CPUPROFILE=$(CURDIR)/partfs.cpu.prof)
 
-.PHONY: all build install run stop ls uploads test check test-deps bench posix minio FORCE
+.PHONY: all build install run stop ls uploads test check test-deps bench posix fio minio FORCE
 
 all: build
 
@@ -167,6 +171,34 @@ POSIX_PORT ?= 9010
 posix: $(PARTFS) $(S3UTIL) $(MINIO)
 	@if [ -z "$(PJDFSTEST)" ]; then echo "usage: make posix PJDFSTEST=path/to/pjdfstest or pjdfstest.tar.gz" >&2; exit 1; fi
 	@scripts/posix.sh "$(abspath $(PJDFSTEST))" $(RUNDIR)/posix $(PARTFS) $(S3UTIL) $(MINIO) $(MINIO_HOST) $(POSIX_PORT)
+
+# fio, the I/O benchmark, against fresh mounts: the job files of bench/fio/
+# (which also run by hand against any mount, AWS S3 included; see README)
+# on a MinIO of its own on FIO_PORT (and FIO_PORT+1) with its data in
+# .run/fio/. The sizes are fio's: make fio FIO_SIZE=4G FIO_NRFILES=2000.
+FIO_PORT       ?= 9020
+FIO_SIZE       ?= 1G
+FIO_RUNTIME    ?= 30s
+FIO_NRFILES    ?= 500
+FIO_SMALL_SIZE ?= 4k
+FIOTABLE       := $(BIN)/fiotable
+
+$(FIOTABLE): FORCE
+	@mkdir -p $(BIN)
+	$(GO) build -o $@ ./internal/cmd/fiotable
+
+fio: $(PARTFS) $(S3UTIL) $(FIOTABLE) $(MINIO)
+	@if ! command -v fio >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing fio"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fio; \
+		else \
+			echo "make fio needs fio; install it (apt-get install fio) or run make fio as root" >&2; \
+			exit 1; \
+		fi; \
+	fi
+	@SIZE=$(FIO_SIZE) RUNTIME=$(FIO_RUNTIME) NRFILES=$(FIO_NRFILES) SMALL_SIZE=$(FIO_SMALL_SIZE) \
+		scripts/fio.sh $(RUNDIR)/fio $(PARTFS) $(S3UTIL) $(FIOTABLE) $(MINIO) $(MINIO_HOST) $(FIO_PORT)
 
 # mount(8) looks for fuse.TYPE helpers in /sbin only.
 PREFIX ?= /usr/local
