@@ -132,10 +132,18 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	}
 	// A file with a state may not be in S3 yet (or any more); the state is
 	// the truth for it.
-	if ch := d.GetChild(name); ch != nil {
+	ch := d.GetChild(name)
+	if ch != nil {
 		if f, ok := ch.Operations().(*fileNode); ok && f.hasState() {
 			f.fillEntry(out)
 			return ch, 0
+		}
+	}
+	// A file the kernel forgot may still have metadata changes to write,
+	// which S3 does not show yet.
+	if f := d.fsys.metaPendingAt(key); f != nil && (ch == nil || ch.Operations() != f) {
+		if err := f.writeMeta(ctx); err != nil {
+			return nil, d.fsys.toErrno("lookup", key, err)
 		}
 	}
 	obj, err := d.fsys.stat(ctx, key)
@@ -277,10 +285,14 @@ func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 	key += "/"
 	a := d.childAttrs(ctx, mode, true)
 	opts := store.PutOptions{Metadata: a.metadata(nil, syscall.S_IFDIR), ContentType: dirContentType}
-	if _, err := d.fsys.opts.Store.Put(context.WithoutCancel(ctx), key, nil, store.Sum(nil), opts); err != nil {
+	marker, err := d.fsys.opts.Store.Put(context.WithoutCancel(ctx), key, nil, store.Sum(nil), opts)
+	if err != nil {
 		return nil, d.fsys.toErrno("mkdir", key, err)
 	}
-	d.fsys.changed(key)
+	// The kernel looked the name up first and found nothing: the new
+	// directory is empty, and lookups in it need not ask S3.
+	marker.Key = key
+	d.fsys.meta.CreatedDir(marker)
 	d.entriesChanged()
 	return d.dirChild(ctx, key, name, a, out), 0
 }
@@ -347,7 +359,7 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 	if err := d.fsys.opts.Store.Delete(context.WithoutCancel(ctx), key); err != nil {
 		return d.fsys.toErrno("unlink", key, err)
 	}
-	d.fsys.changed(key)
+	d.fsys.removed(key)
 	d.entriesChanged()
 	return 0
 }
@@ -363,6 +375,11 @@ func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	key, errno := d.childKey(name)
 	if errno != 0 {
 		return nil, nil, 0, errno
+	}
+	// A renamed file's old name may still be on its way out; the new file
+	// must not be deleted with it.
+	if err := d.fsys.awaitDelete(ctx, key); err != nil {
+		return nil, nil, 0, d.fsys.toErrno("create", key, err)
 	}
 	f := newFileNode(d.fsys, key)
 	h := f.create(d.childAttrs(ctx, mode, false), flags)
@@ -392,10 +409,20 @@ func (d *dirNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno
 
 var _ = (fusefs.NodeFsyncer)((*dirNode)(nil))
 
-// Fsync of a directory has nothing to do: Mkdir, Rmdir and Unlink are done
-// in S3 before they return. Answering success keeps programs that fsync
-// directories after creating files (as they must on local disks) working.
+// Fsync of a directory writes the pending metadata changes of the files
+// below it and waits for the deletes of renamed files' old names. Mkdir,
+// Rmdir and Unlink are done in S3 before they return. Programs fsync
+// directories after creating files, as they must on local disks.
 func (d *dirNode) Fsync(ctx context.Context, f fusefs.FileHandle, flags uint32) syscall.Errno {
+	ctx, cancel := d.fsys.replyContext(ctx)
+	defer cancel()
+	prefix := d.prefixNow()
+	if err := d.fsys.writeAllMeta(ctx, prefix); err != nil {
+		return d.fsys.toErrno("fsync", prefix, err)
+	}
+	if err := d.fsys.awaitDeletes(ctx, prefix); err != nil {
+		return d.fsys.toErrno("fsync", prefix, err)
+	}
 	return 0
 }
 

@@ -160,6 +160,9 @@ func (h *dirHandle) pageLocked(ctx context.Context) syscall.Errno {
 // when "name" and "name/..." both exist the file wins, as in Lookup.
 func (h *dirHandle) addListedLocked(prefix string, objs []store.Object, prefixes []string) {
 	for _, obj := range objs {
+		if h.d.fsys.deletingKey(obj.Key) {
+			continue // a renamed file's old name, on its way out
+		}
 		// The directory's own marker has the empty name and is skipped here.
 		name := strings.TrimPrefix(obj.Key, prefix)
 		h.addLocked(name, h.d.objectType(name), entryInfo{kind: listedObject, obj: obj, known: obj.Metadata != nil})

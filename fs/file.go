@@ -37,6 +37,9 @@ type fileNode struct {
 	// localAttrs: attrs were changed through this mount and win over the
 	// object's metadata until they are written with the file.
 	localAttrs bool // guarded by mu
+	// metaPending: the stored object lacks changes in attrs that no upload
+	// of the state will carry; fsys.later lists the file. See setAttrs.
+	metaPending bool // guarded by mu
 	// state is the file's one writeback state, shared by all its handles;
 	// nil when the file is not open for writing. guarded by mu
 	state *writeback.File
@@ -179,11 +182,16 @@ func (n *fileNode) create(a attrs, flags uint32) *fileHandle {
 	return &fileHandle{n: n, syncs: true}
 }
 
-// sync makes the state durable; see syncHeld.
+// sync makes the state durable (see syncHeld), then pending metadata
+// changes (see setAttrs).
 func (n *fileNode) sync(ctx context.Context) error {
 	n.op.RLock()
-	defer n.op.RUnlock()
-	return n.syncHeld(ctx)
+	err := n.syncHeld(ctx)
+	n.op.RUnlock()
+	if err != nil {
+		return err
+	}
+	return n.writeMeta(ctx)
 }
 
 // syncHeld makes the state durable and records the object it produced. It
@@ -211,9 +219,16 @@ func (n *fileNode) syncHeld(ctx context.Context) error {
 	n.mu.Lock()
 	n.obj, n.exists, n.statAt = obj, true, time.Now()
 	n.setVersionLocked(obj)
-	n.localAttrs = false
+	pending := wasDirty && n.metaPending
+	if wasDirty {
+		// The upload carried the attributes.
+		n.localAttrs, n.metaPending = false, false
+	}
 	unlinked := n.unlinked
 	n.mu.Unlock()
+	if pending {
+		n.fsys.metaPendingDone(n)
+	}
 	if unlinked {
 		// Unlink ran while the upload was in flight and may have deleted
 		// the key before the upload completed; the file must stay gone.

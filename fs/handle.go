@@ -64,12 +64,14 @@ func (n *fileNode) Setattr(ctx context.Context, f fusefs.FileHandle, in *fuse.Se
 	return 0
 }
 
-// setAttrs applies the mode, owner and mtime changes of in. A file whose
-// state is dirty writes them with its next upload (writeback.File's
-// SetOptions at sync). A stored object gets them at once, by a
-// metadata-replacing copy onto itself pinned to its ETag; a state that is
-// not dirty is then re-opened on the copied object, whose ETag may differ.
-// An unlinked file keeps them in memory.
+// setAttrs applies the mode, owner and time changes of in to the file's
+// attributes. A file whose state holds changes writes them with its next
+// upload (writeback.File's SetOptions at sync). For a stored object they are
+// pending: written by a rename's copy, by the next upload, by fsync of the
+// file or a directory above it, at unmount, or else after
+// Options.MetadataDelay by a copy of their own (writeMetaHeld). Several
+// changes in a row thus cost at most one copy. An unlinked file keeps them
+// in memory.
 func (n *fileNode) setAttrs(ctx context.Context, in *fuse.SetAttrIn) syscall.Errno {
 	n.op.Lock()
 	defer n.op.Unlock()
@@ -79,35 +81,14 @@ func (n *fileNode) setAttrs(ctx context.Context, in *fuse.SetAttrIn) syscall.Err
 		n.mu.Unlock()
 		return 0
 	}
-	if n.unlinked || !n.exists || (n.state != nil && n.state.Dirty()) {
-		n.attrs, n.localAttrs = a, true
-		n.mu.Unlock()
-		return 0
-	}
-	obj, key := n.obj, n.key
-	n.mu.Unlock()
-
-	md := func(base store.Metadata) store.Metadata { return a.metadata(base, syscall.S_IFREG) }
-	stored, same, err := n.fsys.setMetadata(context.WithoutCancel(ctx), obj, md, contentType(key))
-	if err != nil {
-		return n.fsys.toErrno("setattr", key, err)
-	}
-	n.mu.Lock()
-	n.attrs, n.localAttrs = a, false
-	if same {
-		n.copiedLocked(stored) // same bytes: handles and the page cache stay valid
-	} else {
-		n.obj = stored
-		n.setVersionLocked(stored)
-	}
-	n.statAt = time.Now()
-	old := n.state
-	if old != nil {
-		n.state = n.fsys.opts.Writer.Open(key, &stored, n.putOptionsLocked())
+	n.attrs, n.localAttrs = a, true
+	pend := !n.metaPending && n.exists && !n.unlinked && (n.state == nil || !n.state.Dirty())
+	if pend {
+		n.metaPending = true
 	}
 	n.mu.Unlock()
-	if old != nil {
-		old.Discard()
+	if pend {
+		n.fsys.metaPendingAdd(n)
 	}
 	return 0
 }

@@ -333,6 +333,7 @@ func TestStatReportsStoredMtime(t *testing.T) {
 	if err := os.Chtimes(p, mtime, mtime); err != nil {
 		t.Fatal(err)
 	}
+	m.syncDir(t, ".")
 	m2 := newMount(t, m.st, kernelCaching, func(o *Options) { o.StatTTL = time.Minute })
 	for _, dir := range []string{m.dir, m2.dir} {
 		for range 2 {

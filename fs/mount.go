@@ -1,8 +1,10 @@
 package fs
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"syscall"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
@@ -76,6 +78,13 @@ func Mount(dir string, root *Root, mo MountOptions) (*Server, error) {
 			// answer ENOTSUP to every xattr call and stop asking, also for
 			// the security.capability it would check before every write.
 			DisableXAttrs: true,
+			// A panic is a bug in partfs: the operation fails with EIO,
+			// and the log says so where it is seen, not at Debug.
+			PanicHandler: func(v any) fuse.Status {
+				logger.Error("internal error: a FUSE operation panicked; it fails with EIO",
+					"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				return fuse.EIO
+			},
 		},
 		AttrTimeout:  &attrTimeout,
 		EntryTimeout: &entryTimeout,

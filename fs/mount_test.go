@@ -106,6 +106,20 @@ func (m *testMount) object(t *testing.T, key string) []byte {
 	return body
 }
 
+// syncDir fsyncs the directory name of the mount ("." for its root): the
+// durability point of pending metadata changes and of renames' deletes.
+func (m *testMount) syncDir(t *testing.T, name string) {
+	t.Helper()
+	d, err := os.Open(m.path(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		t.Fatalf("fsync of directory %s: %v", name, err)
+	}
+}
+
 func (m *testMount) absent(t *testing.T, key string) {
 	t.Helper()
 	if _, ok := m.st.Objects()[key]; ok {

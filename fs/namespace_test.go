@@ -36,6 +36,13 @@ func TestAttributesOfStoredObject(t *testing.T) {
 	if err := os.Chtimes(p, mtime, mtime); err != nil {
 		t.Fatal(err)
 	}
+	if n := len(m.st.CallsTo("Copy")); n != 0 {
+		t.Errorf("%d copies before fsync; metadata changes wait for a durability point", n)
+	}
+	m.syncDir(t, ".")
+	if n := len(m.st.CallsTo("Copy")); n != 1 {
+		t.Errorf("chmod, chown and utimes cost %d copies, want 1", n)
+	}
 	want := store.Metadata{"mode": "33184", "uid": "1001", "gid": "1002", "mtime": strconv.FormatInt(mtime.Unix(), 10), "other": "kept"}
 	got := m.metadata(t, "f")
 	for k, v := range want {
@@ -62,7 +69,7 @@ func TestAttributesOfStoredObject(t *testing.T) {
 }
 
 // fchmod on a descriptor whose data is already durable stores the mode at
-// once, and later writes go on from the object it produced.
+// the next fsync, and later writes go on from the object it produced.
 func TestChmodSyncedOpenFile(t *testing.T) {
 	m := newMount(t, nil)
 	f, err := os.Create(m.path("f"))
@@ -79,8 +86,11 @@ func TestChmodSyncedOpenFile(t *testing.T) {
 	if err := f.Chmod(0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
 	if md := m.metadata(t, "f"); md["mode"] != "33152" {
-		t.Errorf("mode after fchmod: %v", md)
+		t.Errorf("mode after fchmod and fsync: %v", md)
 	}
 	if _, err := f.WriteString("second"); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -54,6 +55,9 @@ func newMeta(opts Options, log *slog.Logger) *meta.Cache {
 // stat returns key's object with its metadata, from the cache while fresh.
 // The Metadata map is shared and must not be modified.
 func (fsys *filesystem) stat(ctx context.Context, key string) (store.Object, error) {
+	if fsys.deletingKey(key) {
+		return store.Object{}, fmt.Errorf("stat %q: renamed, old name being deleted: %w", key, store.ErrNotExist)
+	}
 	return fsys.meta.Stat(ctx, key)
 }
 
@@ -62,7 +66,7 @@ func (fsys *filesystem) stat(ctx context.Context, key string) (store.Object, err
 // ETag would fail), not from an answer up to StatTTL old.
 func (fsys *filesystem) statFresh(ctx context.Context, key string) (store.Object, error) {
 	fsys.meta.Invalidate(key)
-	return fsys.meta.Stat(ctx, key)
+	return fsys.stat(ctx, key)
 }
 
 // changed announces that this mount changed or deleted the objects keys
@@ -71,6 +75,12 @@ func (fsys *filesystem) changed(keys ...string) {
 	for _, key := range keys {
 		fsys.meta.Invalidate(key)
 	}
+}
+
+// removed announces that this mount deleted key: the next stat of it
+// needs no request.
+func (fsys *filesystem) removed(key string) {
+	fsys.meta.Removed(key)
 }
 
 // changedDir announces that this mount moved or removed everything under
@@ -91,11 +101,13 @@ func (fsys *filesystem) stored(obj store.Object) {
 }
 
 // copyObject copies src to dst pinned to src.ETag, in parts above
-// Options.MaxCopySize; see store.CopyObject.
+// Options.MaxCopySize; see store.CopyObject. The copy's metadata is known
+// (opts', or src's when it has them), so the next stat of dst needs no
+// request.
 func (fsys *filesystem) copyObject(ctx context.Context, src store.Object, dst string, opts *store.PutOptions) (store.Object, error) {
 	obj, err := store.CopyObject(ctx, fsys.opts.Store, src, dst, opts, fsys.copyOpts)
 	if err == nil {
-		fsys.changed(dst)
+		fsys.stored(obj)
 	}
 	return obj, err
 }

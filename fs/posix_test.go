@@ -111,6 +111,7 @@ func TestSpecialFiles(t *testing.T) {
 	if got := lstat(t, m2.path("fifo2")); got.Mode != syscall.S_IFIFO|0o604 || got.Uid != 1001 {
 		t.Errorf("renamed fifo: mode %o uid %d, want %o 1001", got.Mode, got.Uid, syscall.S_IFIFO|0o604)
 	}
+	m2.syncDir(t, ".")
 	m2.absent(t, "fifo")
 	for _, name := range []string{"fifo2", "chr", "blk", "sock"} {
 		if err := os.Remove(m2.path(name)); err != nil {
@@ -167,6 +168,7 @@ func TestTimes(t *testing.T) {
 	if c := timespec(s.Ctim); c.Before(before) {
 		t.Errorf("ctime %v after utimes at %v: want the time of the change", c, before)
 	}
+	m.syncDir(t, ".")
 	md := m.metadata(t, "f")
 	if md["atime"] != "100000000.100000000" || md["mtime"] != "200000000.200000000" {
 		t.Errorf("stored atime %q mtime %q", md["atime"], md["mtime"])
@@ -182,6 +184,7 @@ func TestTimes(t *testing.T) {
 		t.Errorf("after UTIME_OMIT, UTIME_NOW: atime %v mtime %v, want %v and now", timespec(s.Atim), timespec(s.Mtim), atime)
 	}
 
+	m.syncDir(t, ".")
 	m2 := newMount(t, st)
 	s2 := lstat(t, m2.path("f"))
 	if s2.Atim != s.Atim || s2.Mtim != s.Mtim {

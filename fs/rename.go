@@ -8,6 +8,8 @@ import (
 	"syscall"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
+
+	"github.com/partfs/partfs/store"
 )
 
 // renameNoReplace is RENAME_NOREPLACE of renameat2(2) (<linux/fs.h>).
@@ -130,18 +132,29 @@ func (d *dirNode) renameObject(ctx context.Context, n objectNode, srcKey string,
 			return d.fsys.toErrno("rename", srcKey, err)
 		}
 	}
-	src, err := d.fsys.statFresh(ctx, srcKey)
+	if err := d.fsys.awaitDelete(ctx, dstKey); err != nil {
+		return d.fsys.toErrno("rename", dstKey, err)
+	}
+	src, opts, err := d.renameSource(ctx, f, srcKey, dstKey, false)
 	if err != nil {
 		return d.fsys.toErrno("rename", srcKey, err)
 	}
-	obj, err := d.fsys.copyObject(ctx, src, dstKey, nil)
+	obj, err := d.fsys.copyObject(ctx, src, dstKey, opts)
+	if errors.Is(err, store.ErrPrecondition) || errors.Is(err, store.ErrNotExist) {
+		// Another client replaced or removed the object since this mount
+		// saw it: rename moves whatever the name holds now.
+		if src, opts, err = d.renameSource(ctx, f, srcKey, dstKey, true); err != nil {
+			return d.fsys.toErrno("rename", srcKey, err)
+		}
+		obj, err = d.fsys.copyObject(ctx, src, dstKey, opts)
+	}
 	if err != nil {
 		return d.fsys.toErrno("rename", srcKey, err)
 	}
-	if err := d.fsys.opts.Store.Delete(ctx, srcKey); err != nil {
-		return d.fsys.toErrno("rename", srcKey, err)
-	}
-	d.fsys.changed(srcKey)
+	// The new name holds the file: rename is done. The old name reads as
+	// missing through this mount from now on and is deleted in the
+	// background; see "Rename" in the package comment.
+	d.fsys.deleteLater(srcKey)
 	if c := d.fsys.opts.Cache; c != nil {
 		c.Forget(src) // cached under the old key, which is gone
 	}
@@ -153,7 +166,46 @@ func (d *dirNode) renameObject(ctx context.Context, n objectNode, srcKey string,
 	if n != nil {
 		n.moved(dstKey, obj)
 	}
+	if f != nil && opts != nil {
+		f.metaWritten(obj.Metadata)
+	}
 	return 0
+}
+
+// renameSource returns the object to copy for a rename of srcKey and the
+// metadata the copy gives it (nil: the source's). A file that this mount
+// knows as stored is copied from that version, with no request to ask for
+// it again: the copy is pinned to its ETag, so a version replaced meanwhile
+// fails the copy, and fresh asks S3 for the current one. Pending metadata
+// changes of the file ride on the copy.
+func (d *dirNode) renameSource(ctx context.Context, f *fileNode, srcKey, dstKey string, fresh bool) (store.Object, *store.PutOptions, error) {
+	var src store.Object
+	known := false
+	if f != nil && !fresh {
+		f.mu.Lock()
+		if f.exists && f.obj.Key == srcKey && f.obj.ETag != "" && f.obj.Metadata != nil {
+			src, known = f.obj, true
+		}
+		f.mu.Unlock()
+	}
+	if !known {
+		var err error
+		if src, err = d.fsys.statFresh(ctx, srcKey); err != nil {
+			return store.Object{}, nil, err
+		}
+	}
+	if f == nil {
+		return src, nil, nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.localAttrs {
+		return src, nil, nil
+	}
+	return src, &store.PutOptions{
+		Metadata:    f.attrs.metadata(src.Metadata, syscall.S_IFREG),
+		ContentType: contentType(dstKey),
+	}, nil
 }
 
 // nameExists reports whether key is taken, by an object or a directory, as

@@ -66,6 +66,10 @@ func TestRenameFile(t *testing.T) {
 	if err := os.Rename(m.path("a.txt"), m.path("b.txt")); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := os.Lstat(m.path("a.txt")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the old name after rename: %v, want ENOENT", err)
+	}
+	m.syncDir(t, ".")
 	m.absent(t, "a.txt")
 	m.wantObject(t, "b.txt", []byte("content"))
 	got := m.metadata(t, "b.txt")
@@ -97,6 +101,7 @@ func TestRenameLargeObjectCopiesParts(t *testing.T) {
 	if err := os.Rename(m.path("big"), m.path("moved")); err != nil {
 		t.Fatal(err)
 	}
+	m.syncDir(t, ".")
 	m.absent(t, "big")
 	m.wantObject(t, "moved", body)
 	if got := m.metadata(t, "moved"); got["mode"] != "33152" || got["mtime"] != "1700000000" {
@@ -117,6 +122,7 @@ func TestRenameLargeObjectCopiesParts(t *testing.T) {
 	if err := os.Chmod(m.path("moved"), 0o640); err != nil {
 		t.Fatal(err)
 	}
+	m.syncDir(t, ".")
 	if got := m.metadata(t, "moved"); got["mode"] != "33184" || got["mtime"] != "1700000000" {
 		t.Errorf("metadata after chmod: %v", got)
 	}
@@ -158,6 +164,7 @@ func TestRenameOverExisting(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
+	m.syncDir(t, ".")
 	m.absent(t, "src")
 	m.wantObject(t, "dst", []byte("new"))
 	if got, err := os.ReadFile(m.path("dst")); err != nil || string(got) != "new" {
@@ -194,6 +201,7 @@ func TestRenameOpenFile(t *testing.T) {
 			if err := f.Close(); err != nil {
 				t.Fatal(err)
 			}
+			m.syncDir(t, ".")
 			m.absent(t, "tmp")
 			m.wantObject(t, "final", append(append([]byte(nil), tt.before...), tt.more...))
 			if ups := m.st.Uploads(); len(ups) != 0 {

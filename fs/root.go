@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -70,6 +71,12 @@ type Options struct {
 	// stay within a kernel that aborts the whole FUSE connection when a
 	// request goes unanswered too long (Linux's fuse request timeouts).
 	ReplyLimit time.Duration
+	// MetadataDelay is how long a mode, owner or time change of a stored
+	// file waits for a rename or an upload that carries it before it is
+	// written by a copy of its own; default 1s, negative writes at once.
+	// fsync of the file or of a directory above it, and SyncAll, write it
+	// sooner.
+	MetadataDelay time.Duration
 	// Logger receives errors that have no caller to go to; nil discards.
 	Logger *slog.Logger
 }
@@ -93,6 +100,9 @@ type filesystem struct {
 
 	copyOpts store.CopyOptions
 	linkWarn sync.Once // hard links are refused with one log line per mount
+
+	// later is the work done after the operation that asked for it.
+	later *later
 
 	mu    sync.Mutex
 	dirty map[*fileNode]struct{} // nodes holding a writeback state; guarded by mu
@@ -138,6 +148,12 @@ func New(opts Options) (*Root, error) {
 	if opts.NegativeTTL == 0 {
 		opts.NegativeTTL = time.Second
 	}
+	switch {
+	case opts.MetadataDelay == 0:
+		opts.MetadataDelay = defaultMetadataDelay
+	case opts.MetadataDelay < 0:
+		opts.MetadataDelay = 0
+	}
 	if opts.MaxCopySize <= 0 || opts.MaxCopySize > store.MaxPartSize {
 		opts.MaxCopySize = store.MaxPartSize
 	}
@@ -156,6 +172,7 @@ func New(opts Options) (*Root, error) {
 		mountTime: time.Now().Truncate(time.Second),
 		copyOpts:  store.CopyOptions{MaxSingle: opts.MaxCopySize},
 		dirty:     make(map[*fileNode]struct{}),
+		later:     newLater(),
 		meta:      newMeta(opts, log),
 	}
 	r := &Root{}
@@ -164,10 +181,16 @@ func New(opts Options) (*Root, error) {
 }
 
 // SyncAll makes every file written through this mount durable in S3: it
-// syncs each dirty state and returns one error naming every file that failed
-// (errors.Join of per-key errors), or nil. Files unlinked while open are
-// skipped, as their data is meant to vanish.
+// syncs each dirty state, writes pending metadata changes and finishes the
+// deletes of renamed files' old names, and returns one error naming every
+// file that failed (errors.Join of per-key errors), or nil. Files unlinked
+// while open are skipped, as their data is meant to vanish.
 func (r *Root) SyncAll(ctx context.Context) error {
+	err := r.syncStates(ctx)
+	return errors.Join(err, r.fsys.writeAllMeta(ctx, ""), r.fsys.finishDeletes(ctx))
+}
+
+func (r *Root) syncStates(ctx context.Context) error {
 	nodes := r.fsys.stateNodes()
 	var (
 		wg   sync.WaitGroup
@@ -192,7 +215,7 @@ func (r *Root) SyncAll(ctx context.Context) error {
 }
 
 // DirtyCount reports how many files hold changes not yet durable in S3.
-func (r *Root) DirtyCount() int { return len(r.dirtyNodes()) }
+func (r *Root) DirtyCount() int { return len(r.DirtyKeys()) }
 
 // DirtyKeys lists the keys of the files that hold changes not yet durable
 // in S3.
@@ -201,8 +224,11 @@ func (r *Root) DirtyKeys() []string {
 	for _, n := range r.dirtyNodes() {
 		keys = append(keys, n.keyNow())
 	}
+	for _, n := range r.fsys.metaPendingNodes("") {
+		keys = append(keys, n.keyNow())
+	}
 	sort.Strings(keys)
-	return keys
+	return slices.Compact(keys)
 }
 
 func (r *Root) dirtyNodes() []*fileNode {

@@ -92,6 +92,9 @@ func (d *dirNode) Mknod(ctx context.Context, name string, mode uint32, dev uint3
 		a.rdev = dev
 	}
 	opts := store.PutOptions{Metadata: a.metadata(nil, typ), ContentType: specialContentType}
+	if err := d.fsys.awaitDelete(ctx, key); err != nil {
+		return nil, d.fsys.toErrno("mknod", key, err)
+	}
 	obj, err := d.fsys.opts.Store.Put(context.WithoutCancel(ctx), key, nil, store.Sum(nil), opts)
 	if err != nil {
 		return nil, d.fsys.toErrno("mknod", key, err)

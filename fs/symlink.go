@@ -96,6 +96,9 @@ func (d *dirNode) Symlink(ctx context.Context, target, name string, out *fuse.En
 	a := d.childAttrs(ctx, 0o777, false)
 	opts := store.PutOptions{Metadata: a.metadata(nil, syscall.S_IFLNK), ContentType: symlinkContentType}
 	body := []byte(target)
+	if err := d.fsys.awaitDelete(ctx, key); err != nil {
+		return nil, d.fsys.toErrno("symlink", key, err)
+	}
 	obj, err := d.fsys.opts.Store.Put(context.WithoutCancel(ctx), key, body, store.Sum(body), opts)
 	if err != nil {
 		return nil, d.fsys.toErrno("symlink", key, err)

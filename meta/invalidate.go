@@ -82,6 +82,32 @@ func (m *Cache) Update(obj store.Object) {
 	m.putStatLocked(&statEntry{key: obj.Key, obj: obj, expires: m.now().Add(m.statTTL)})
 }
 
+// Removed records that this mount just deleted key, so that a Stat within
+// NegativeTTL answers "no such key" without a request. It invalidates
+// first, like Invalidate.
+func (m *Cache) Removed(key string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.invalidateLocked(key)
+	m.putStatLocked(&statEntry{key: key, missing: true, expires: m.now().Add(m.negativeTTL)})
+}
+
+// CreatedDir records that this mount just created the directory whose
+// marker is marker (a Put of "dir/" where nothing was under that prefix):
+// its listing is known to hold the marker alone, so lookups of names in it
+// are answered for ListTTL without a request, as from a fresh listing, and
+// this mount's changes there mark their names. It invalidates first, like
+// Invalidate.
+func (m *Cache) CreatedDir(marker store.Object) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.invalidateLocked(marker.Key)
+	now := m.now()
+	marker.Metadata = nil
+	l := &Listing{Prefix: marker.Key, Objects: []store.Object{marker}}
+	m.putDirLocked(&dirEntry{prefix: marker.Key, l: l, taken: now, expires: now.Add(m.listTTL)})
+}
+
 // recordLocked numbers an invalidation and keeps it for the requests in
 // flight, which must not cache what they learned before it.
 func (m *Cache) recordLocked(inv invalidation) {

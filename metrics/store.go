@@ -158,7 +158,8 @@ func (c *counting) Copy(ctx context.Context, src, dst, srcETag string, opts *sto
 	r := c.m.begin(opCopy, dst, 0, 0)
 	obj, err := c.s.Copy(ctx, src, dst, srcETag, opts)
 	r.end(ctx, err)
-	if err == nil {
+	if err == nil && obj.Size > 0 {
+		// A pinned copy may not report its size (store.Store.Copy).
 		c.m.copiedBytes(obj.Size)
 	}
 	return obj, err

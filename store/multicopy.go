@@ -62,6 +62,9 @@ func CopyObject(ctx context.Context, st Store, src Object, dst string, opts *Put
 		if err != nil {
 			return Object{}, err
 		}
+		if src.ETag != "" || obj.Size < 0 {
+			obj.Size = src.Size // the pinned version's bytes
+		}
 		obj.Metadata = src.Metadata
 		if opts != nil {
 			obj.Metadata = opts.Metadata
@@ -86,6 +89,7 @@ func CopyObject(ctx context.Context, st Store, src Object, dst string, opts *Put
 		return Object{}, fmt.Errorf("multipart copy of %q (%d bytes) to %q: %w", src.Key, src.Size, dst, err)
 	}
 	obj.Metadata = opts.Metadata
+	obj.Size = src.Size // a copy holds the same bytes
 	return obj, nil
 }
 

@@ -144,7 +144,8 @@ type Store interface {
 	// Copy copies src to dst server-side; with a non-empty srcETag the copy
 	// fails with ErrPrecondition if src changed. A nil opts keeps src's
 	// metadata; a non-nil opts replaces it. Sources above MaxPartSize need
-	// a multipart copy instead.
+	// a multipart copy instead. The returned Object's Size may be -1 after
+	// a pinned copy: the caller knows the size of the version it pinned.
 	Copy(ctx context.Context, src, dst, srcETag string, opts *PutOptions) (Object, error)
 	// Delete removes key. Deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error

@@ -168,12 +168,18 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, sum [md5.Size]
 // answer lacks it) and then pins the copy to the ETag it saw, so the size
 // reported is the size copied.
 func (s *Store) Copy(ctx context.Context, src, dst, srcETag string, opts *store.PutOptions) (store.Object, error) {
-	from, err := s.head(ctx, "copy from", src, srcETag)
-	if err != nil {
-		return store.Object{}, err
-	}
-	if from.Size > store.MaxPartSize {
-		return store.Object{}, fmt.Errorf("s3 copy %q of %d bytes: %w", src, from.Size, store.ErrTooLarge)
+	// A copy pinned to an ETag needs nothing from a HEAD: the condition is
+	// the copy's own, and the caller knows the size. Only an unpinned copy
+	// asks first, for the ETag to pin it to and the size to report.
+	from := store.Object{ETag: srcETag, Size: -1}
+	if srcETag == "" {
+		var err error
+		if from, err = s.head(ctx, "copy from", src, ""); err != nil {
+			return store.Object{}, err
+		}
+		if from.Size > store.MaxPartSize {
+			return store.Object{}, fmt.Errorf("s3 copy %q of %d bytes: %w", src, from.Size, store.ErrTooLarge)
+		}
 	}
 	in := &s3.CopyObjectInput{
 		Bucket:            &s.bucket,
