@@ -417,6 +417,11 @@ func (d *dirNode) Fsync(ctx context.Context, f fusefs.FileHandle, flags uint32) 
 	ctx, cancel := d.fsys.replyContext(ctx)
 	defer cancel()
 	prefix := d.prefixNow()
+	if d.fsys.opts.FastClose {
+		if err := d.fsys.syncBelow(ctx, prefix); err != nil {
+			return d.fsys.toErrno("fsync", prefix, err)
+		}
+	}
 	if err := d.fsys.writeAllMeta(ctx, prefix); err != nil {
 		return d.fsys.toErrno("fsync", prefix, err)
 	}

@@ -40,6 +40,11 @@ type fileNode struct {
 	// metaPending: the stored object lacks changes in attrs that no upload
 	// of the state will carry; fsys.later lists the file. See setAttrs.
 	metaPending bool // guarded by mu
+	// queued: a background upload of the state is due (fast close).
+	queued bool // guarded by mu
+	// bgErr is the failure of the last background upload, until the next
+	// close or fsync of the file reports it. guarded by mu
+	bgErr error
 	// state is the file's one writeback state, shared by all its handles;
 	// nil when the file is not open for writing. guarded by mu
 	state *writeback.File
@@ -271,6 +276,15 @@ func (n *fileNode) releaseHeld() {
 		return
 	}
 	syncFirst := !n.unlinked && st.Dirty()
+	if n.fsys.opts.FastClose && (syncFirst || n.queued || n.bgErr != nil) {
+		// The background upload owns the state now (dropIdleState), or
+		// keeps it to report its failure.
+		n.mu.Unlock()
+		if syncFirst {
+			n.queueUpload()
+		}
+		return
+	}
 	n.mu.Unlock()
 
 	if syncFirst {

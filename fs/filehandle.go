@@ -203,6 +203,16 @@ func (h *fileHandle) Flush(ctx context.Context) syscall.Errno {
 	if !h.syncs || h.n.emptyReplacement() {
 		return 0
 	}
+	if h.n.fsys.opts.FastClose {
+		// The bytes are held in the write buffer; the upload runs in the
+		// background, and its failure is reported by the next close or
+		// fsync (see "Fast close" in the package comment).
+		if err := h.n.takeUploadErr(); err != nil {
+			return h.n.fsys.toErrno("close", h.n.keyNow(), err)
+		}
+		h.n.queueUpload()
+		return 0
+	}
 	ctx, cancel := h.n.fsys.replyContext(ctx)
 	defer cancel()
 	if err := h.n.sync(ctx); err != nil {
@@ -214,6 +224,9 @@ func (h *fileHandle) Flush(ctx context.Context) syscall.Errno {
 var _ = (fusefs.FileFsyncer)((*fileHandle)(nil))
 
 func (h *fileHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	if err := h.n.takeUploadErr(); err != nil {
+		return h.n.fsys.toErrno("fsync", h.n.keyNow(), err)
+	}
 	ctx, cancel := h.n.fsys.replyContext(ctx)
 	defer cancel()
 	if err := h.n.sync(ctx); err != nil {

@@ -178,3 +178,156 @@ func TestRenameDeleteFails(t *testing.T) {
 	}
 	m.absent(t, "a")
 }
+
+func fastClose(o *Options) {
+	o.FastClose = true
+	o.AttrTimeout, o.EntryTimeout, o.NegativeTimeout = time.Second, time.Second, time.Second
+	o.StatTTL, o.NegativeTTL = time.Minute, time.Minute
+	o.MetadataDelay = time.Hour
+}
+
+// writeTemp does what rsync does for one file: a temporary name, written
+// and closed, its mode and times set, renamed onto name.
+func writeTemp(t *testing.T, dir, name, body string, mtime time.Time) {
+	t.Helper()
+	tmp := dir + "/." + name + ".Xa1b2c"
+	if err := os.WriteFile(tmp, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(tmp, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(tmp, mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, dir+"/"+name); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// With fast close, rsync's temporary file is uploaded once, under its final
+// name, with its final mode and times, and nothing else is sent for it.
+func TestFastCloseRsyncPattern(t *testing.T) {
+	m := newMount(t, nil, fastClose)
+	if err := os.Mkdir(m.path("d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m.st.ResetCalls()
+	mtime := time.Unix(1600000000, 0)
+	for i := range 5 {
+		name := "f" + string(rune('a'+i)) + ".txt"
+		writeTemp(t, m.path("d"), name, "contents of "+name, mtime)
+		got, err := os.ReadFile(m.path("d/" + name))
+		if err != nil || string(got) != "contents of "+name {
+			t.Fatalf("read back before the upload: %q %v", got, err)
+		}
+	}
+	m.syncDir(t, "d")
+	var calls []string
+	for _, c := range m.st.Calls() {
+		calls = append(calls, c.Name+" "+c.Key)
+	}
+	if len(calls) != 5 {
+		t.Errorf("calls for 5 files: want 5 Puts under the final names:\n%s", strings.Join(calls, "\n"))
+	}
+	for i := range 5 {
+		name := "f" + string(rune('a'+i)) + ".txt"
+		m.wantObject(t, "d/"+name, []byte("contents of "+name))
+		if md := m.metadata(t, "d/"+name); md["mode"] != "33184" || md["mtime"] != "1600000000" {
+			t.Errorf("%s: metadata %v", name, md)
+		}
+	}
+}
+
+// With fast close, close returns while the upload waits; reads, stats and
+// listings show the file; fsync waits for the upload; a file removed before
+// its upload is never uploaded.
+func TestFastCloseBeforeUpload(t *testing.T) {
+	m := newMount(t, nil, fastClose)
+	release := make(chan struct{})
+	m.st.SetFault(func(op memstore.Op) error {
+		if op.Name == "Put" && op.Key == "held" {
+			<-release
+		}
+		return nil
+	})
+	if err := os.WriteFile(m.path("held"), []byte("held back"), 0o644); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if got, err := os.ReadFile(m.path("held")); err != nil || string(got) != "held back" {
+		t.Fatalf("read while the upload waits: %q %v", got, err)
+	}
+	if fi, err := os.Stat(m.path("held")); err != nil || fi.Size() != 9 {
+		t.Fatalf("stat while the upload waits: %v %v", fi, err)
+	}
+	if names, err := os.ReadDir(m.dir); err != nil || len(names) != 1 || names[0].Name() != "held" {
+		t.Fatalf("readdir while the upload waits: %v %v", names, err)
+	}
+	if err := os.WriteFile(m.path("gone"), []byte("never stored"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(m.path("gone")); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(m.path("held"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	synced := make(chan error, 1)
+	go func() { synced <- f.Sync() }()
+	select {
+	case err := <-synced:
+		t.Fatalf("fsync returned (%v) before the upload", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(release)
+	if err := <-synced; err != nil {
+		t.Fatalf("fsync: %v", err)
+	}
+	m.wantObject(t, "held", []byte("held back"))
+	m.syncDir(t, ".")
+	for _, c := range m.st.CallsTo("Put") {
+		if c.Key == "gone" {
+			t.Errorf("a file removed before its upload was uploaded")
+		}
+	}
+	m.absent(t, "gone")
+}
+
+// A background upload that fails is reported by fsync of the directory and
+// by the file's next close; the bytes stay for a later sync, and SyncAll
+// names the file while S3 refuses it.
+func TestFastCloseUploadFails(t *testing.T) {
+	m := newMount(t, nil, fastClose)
+	var fail atomic.Bool
+	fail.Store(true)
+	m.st.SetFault(func(op memstore.Op) error {
+		if op.Name == "Put" && fail.Load() {
+			return store.ErrAccessDenied
+		}
+		return nil
+	})
+	if err := os.WriteFile(m.path("f"), []byte("kept"), 0o644); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	d, err := os.Open(m.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err == nil {
+		t.Error("fsync of the directory succeeded while the upload fails")
+	}
+	if err := m.root.SyncAll(context.Background()); err == nil || !strings.Contains(err.Error(), `"f"`) {
+		t.Errorf("SyncAll: %v, want an error naming f", err)
+	}
+	if got, err := os.ReadFile(m.path("f")); err != nil || string(got) != "kept" {
+		t.Errorf("read after the failure: %q %v", got, err)
+	}
+	fail.Store(false)
+	if err := m.root.SyncAll(context.Background()); err != nil {
+		t.Errorf("SyncAll once S3 takes it: %v", err)
+	}
+	m.wantObject(t, "f", []byte("kept"))
+}

@@ -211,12 +211,23 @@ func TestNegativeLookupCached(t *testing.T) {
 // TestBurstOfCreatesFewRequests: creating many files in one directory, as
 // cp -r or tar -x do (each name is looked up before it is created), costs
 // a PUT per file and a few requests besides, not a HEAD and a LIST per
-// file (meta/burst.go).
+// file (meta/burst.go). In a directory this mount just made, the lookups
+// cost nothing.
 func TestBurstOfCreatesFewRequests(t *testing.T) {
 	m := newMount(t, nil, kernelCaching, func(o *Options) { o.StatTTL, o.NegativeTTL = time.Minute, time.Minute })
-	if err := os.Mkdir(m.path("d"), 0o755); err != nil {
+	if err := os.Mkdir(m.path("new"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	m.st.ResetCalls()
+	for i := range 20 {
+		if err := os.WriteFile(m.path(fmt.Sprintf("new/f%03d", i)), []byte{byte(i)}, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls := callCounts(m.st); calls["Put"] != 20 || len(calls) != 1 {
+		t.Errorf("creating 20 files in a directory made by this mount: requests %v, want 20 Puts alone", calls)
+	}
+	m.put(t, "d/", nil, nil) // made by another client
 	m.st.ResetCalls()
 	const files = 100
 	for i := range files {
@@ -224,12 +235,13 @@ func TestBurstOfCreatesFewRequests(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The first two names are looked up one by one (a HEAD and a
+	// d itself costs a HEAD of "d", a directory probe and a HEAD of its
+	// marker. The first two names are looked up one by one (a HEAD and a
 	// directory probe each); the second makes a burst, and one listing of
 	// d/ answers the rest.
 	calls := callCounts(m.st)
-	if calls["Stat"] != 2 || calls["List"] != 3 || calls["Put"] != files {
-		t.Errorf("creating %d files: requests %v, want 2 Stats, 3 Lists and %d Puts", files, calls, files)
+	if calls["Stat"] != 4 || calls["List"] != 4 || calls["Put"] != files {
+		t.Errorf("creating %d files: requests %v, want 4 Stats, 4 Lists and %d Puts", files, calls, files)
 	}
 	page, err := m.st.List(context.Background(), "d/", "/", "", 0)
 	if err != nil || len(page.Objects) != files+1 { // and the marker

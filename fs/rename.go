@@ -126,6 +126,26 @@ func (d *dirNode) renameObject(ctx context.Context, n objectNode, srcKey string,
 	}
 	unlock := lockFiles([]*fileNode{f, target})
 	defer unlock()
+	if f != nil && d.fsys.opts.FastClose {
+		// A file whose upload has not started moves without a request: it
+		// is uploaded once, under its new name.
+		if err := d.fsys.awaitDelete(ctx, dstKey); err != nil {
+			return d.fsys.toErrno("rename", dstKey, err)
+		}
+		f.mu.Lock()
+		stored := f.exists
+		f.mu.Unlock()
+		if f.rekey(dstKey) {
+			if stored {
+				d.fsys.deleteLater(srcKey) // the version the new contents replace
+			}
+			d.fsys.changed(dstKey)
+			if target != nil && target != f {
+				target.unlink()
+			}
+			return 0
+		}
+	}
 	if f != nil {
 		// A file being written is completed under its old name first.
 		if err := f.syncHeld(ctx); err != nil {

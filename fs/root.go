@@ -71,6 +71,19 @@ type Options struct {
 	// stay within a kernel that aborts the whole FUSE connection when a
 	// request goes unanswered too long (Linux's fuse request timeouts).
 	ReplyLimit time.Duration
+	// FastClose makes close return once the file's bytes are held in the
+	// write buffer; the upload runs in the background. fsync of the file,
+	// fsync of a directory above it, and SyncAll wait for it. See "Fast
+	// close" in the package comment.
+	FastClose bool
+	// UploadDelay is how long a closed file waits, with FastClose, before
+	// its upload starts, so that a rename, metadata change or unlink that
+	// follows at once is applied first; default 100ms, negative none.
+	UploadDelay time.Duration
+	// PutConcurrency bounds the background uploads of closed files in
+	// flight, with FastClose; default 16. The parts of large files are
+	// bounded by the Writer as well.
+	PutConcurrency int
 	// MetadataDelay is how long a mode, owner or time change of a stored
 	// file waits for a rename or an upload that carries it before it is
 	// written by a copy of its own; default 1s, negative writes at once.
@@ -103,6 +116,8 @@ type filesystem struct {
 
 	// later is the work done after the operation that asked for it.
 	later *later
+	// uploads runs the background uploads of FastClose.
+	uploads *uploads
 
 	mu    sync.Mutex
 	dirty map[*fileNode]struct{} // nodes holding a writeback state; guarded by mu
@@ -149,6 +164,15 @@ func New(opts Options) (*Root, error) {
 		opts.NegativeTTL = time.Second
 	}
 	switch {
+	case opts.UploadDelay == 0:
+		opts.UploadDelay = defaultUploadDelay
+	case opts.UploadDelay < 0:
+		opts.UploadDelay = 0
+	}
+	if opts.PutConcurrency <= 0 {
+		opts.PutConcurrency = defaultPutConcurrency
+	}
+	switch {
 	case opts.MetadataDelay == 0:
 		opts.MetadataDelay = defaultMetadataDelay
 	case opts.MetadataDelay < 0:
@@ -173,6 +197,7 @@ func New(opts Options) (*Root, error) {
 		copyOpts:  store.CopyOptions{MaxSingle: opts.MaxCopySize},
 		dirty:     make(map[*fileNode]struct{}),
 		later:     newLater(),
+		uploads:   newUploads(opts.PutConcurrency),
 		meta:      newMeta(opts, log),
 	}
 	r := &Root{}

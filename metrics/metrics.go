@@ -64,6 +64,9 @@ type Options struct {
 	Cache func() Cache
 	// DirtyFiles counts the files with changes not yet durable in S3.
 	DirtyFiles func() int
+	// UploadFailures counts the uploads after close (--fast-close) that
+	// failed (fs.Root.UploadFailures).
+	UploadFailures func() int64
 	// Logger gets one Debug record per S3 request; nil discards.
 	Logger *slog.Logger
 }
@@ -165,6 +168,10 @@ func (m *Metrics) registerSources() {
 	if d := m.opts.DirtyFiles; d != nil {
 		gauge("partfs_dirty_files", "Files with changes not yet durable in S3.",
 			func() float64 { return float64(d()) })
+	}
+	if u := m.opts.UploadFailures; u != nil {
+		counter("partfs_upload_after_close_failures_total", "Uploads after close (--fast-close) that failed; the file's next close or fsync reports each.",
+			func() float64 { return float64(u()) })
 	}
 }
 

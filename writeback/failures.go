@@ -43,6 +43,17 @@ func (f *failures) stored(key string) {
 	f.mu.Unlock()
 }
 
+// moved follows a file whose changes moved from one key to another.
+func (f *failures) moved(from, to string) {
+	f.mu.Lock()
+	if u, ok := f.unsaved[from]; ok {
+		delete(f.unsaved, from)
+		u.Key = to
+		f.unsaved[to] = u
+	}
+	f.mu.Unlock()
+}
+
 func (f *failures) abortFailed(key, id string) {
 	f.mu.Lock()
 	f.leftover[id] = key

@@ -23,7 +23,9 @@ import (
 // checkpoint, as fsync would) and edited further from there.
 type File struct {
 	w   *Writer
-	key string
+	key string // guarded by opMu; changed only by Rekey
+
+	keyNow atomic.Pointer[string] // key, for Key without opMu
 
 	// Read without opMu so that stat never waits behind a slow write.
 	sizeNow  atomic.Int64
@@ -64,7 +66,24 @@ func (f *File) Stored() (store.Object, bool) {
 }
 
 // Key is the object key the file is written to.
-func (f *File) Key() string { return f.key }
+func (f *File) Key() string { return *f.keyNow.Load() }
+
+// Rekey moves the file's changes to key, as a rename does, when nothing of
+// them has gone out yet and nothing is needed from a stored object: a new
+// or truncated file that has sent no part and started no multipart upload.
+// It reports whether it did; otherwise nothing changes, and the caller
+// stores the file under its key first and copies it.
+func (f *File) Rekey(key string) bool {
+	f.opMu.Lock()
+	defer f.opMu.Unlock()
+	if f.base != nil || f.up != nil || len(f.staged) > 0 || len(f.sent) > 0 || f.err != nil {
+		return false
+	}
+	f.w.failures.moved(f.key, key)
+	f.key = key
+	f.keyNow.Store(&key)
+	return true
+}
 
 // Size is the file's current size as the application sees it.
 func (f *File) Size() int64 { return f.sizeNow.Load() }

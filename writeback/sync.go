@@ -115,6 +115,11 @@ func (f *File) syncLocked(ctx context.Context) (store.Object, error) {
 			return store.Object{}, err
 		}
 		f.w.failures.failed(f.key, err)
+		if f.w.keepUnsent && f.up == nil && len(f.staged) == 0 && len(f.sent) == 0 {
+			// Nothing went out in parts: the bytes are all at hand, and
+			// stay for the next Sync.
+			return store.Object{}, err
+		}
 		f.dropLocked()
 		f.size, f.dirty, f.err = 0, false, err
 		if f.base != nil {

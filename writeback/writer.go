@@ -36,7 +36,12 @@ type Options struct {
 	// Empty: no part is staged, parts stop at half of BufferBytes, and
 	// Plan().MaxSize is smaller (about 2.4 TiB with the default budget).
 	StagePrefix string
-	Logger      *slog.Logger
+	// KeepUnsent: a failed Sync of a file none of whose bytes went out as
+	// parts (a file stored with one PutObject) keeps its changes, still
+	// dirty, for a later Sync, instead of dropping them. The caller then
+	// owns the retry; the buffers stay charged to the budget until then.
+	KeepUnsent bool
+	Logger     *slog.Logger
 
 	// Tests shrink S3's limits to reach them quickly.
 	minPartSize int64
@@ -58,8 +63,9 @@ type Writer struct {
 	stagePrefix string
 	// openSlots is how many parts one file may hold open for editing: a
 	// quarter of the budget, so a few random writers share it.
-	openSlots int
-	failures  *failures
+	openSlots  int
+	keepUnsent bool
+	failures   *failures
 }
 
 // New returns a Writer uploading through st.
@@ -119,6 +125,7 @@ func New(st store.Store, opts Options) (*Writer, error) {
 		pieceSize:   opts.PartSize,
 		stagePrefix: opts.StagePrefix,
 		openSlots:   int(max(2, opts.BufferBytes/(4*opts.PartSize))),
+		keepUnsent:  opts.KeepUnsent,
 	}, nil
 }
 
@@ -137,6 +144,7 @@ func (w *Writer) Stats() BudgetStats { return w.budget.stats() }
 // is then written even if the application writes nothing.
 func (w *Writer) Open(key string, base *store.Object, opts store.PutOptions) *File {
 	f := &File{w: w, key: key, opts: opts}
+	f.keyNow.Store(&key)
 	if base == nil {
 		f.editLocked()
 	} else {

@@ -43,6 +43,8 @@ type config struct {
 	UID, GID           uint32
 	FileMode, DirMode  uint32
 	ReadOnly           bool
+	FastClose          bool
+	PutConcurrency     int
 	AllowOther         bool
 	DefaultPermissions bool
 
@@ -170,6 +172,8 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fl.Var(octalFlag{&cfg.FileMode}, "file-mode", "permission bits (octal `MODE`) of files that carry none")
 	fl.Var(octalFlag{&cfg.DirMode}, "dir-mode", "permission bits (octal `MODE`) of directories that carry none")
 	fl.BoolVar(&cfg.ReadOnly, "read-only", false, "mount read-only: every change fails with EROFS")
+	fl.BoolVar(&cfg.FastClose, "fast-close", false, "close returns once the data is in partfs's write buffer and the upload runs in the background; only fsync (of the file or a directory above it), unmount and SIGTERM wait for it, and a crash loses files closed but not yet uploaded (README, \"Fast close\")")
+	fl.IntVar(&cfg.PutConcurrency, "put-concurrency", 16, "with --fast-close, `N` closed files uploaded at once")
 	fl.BoolVar(&cfg.AllowOther, "allow-other", false, "let other users use the mount; implies --default-permissions")
 	fl.BoolVar(&cfg.DefaultPermissions, "default-permissions", false, "have the kernel check the permission bits of every access")
 
@@ -324,6 +328,10 @@ func (cfg *config) checkSizes() error {
 			formatSize(cfg.WriteBuffer), formatSize(2*cfg.PartSize), formatSize(cfg.PartSize))
 	case cfg.UploadConcurrency < 1:
 		return fmt.Errorf("--upload-concurrency %d: at least one upload must be allowed", cfg.UploadConcurrency)
+	case cfg.PutConcurrency < 1:
+		return fmt.Errorf("--put-concurrency %d: at least one upload must be allowed", cfg.PutConcurrency)
+	case cfg.FastClose && cfg.ReadOnly:
+		return errors.New("--fast-close and --read-only: a read-only mount closes nothing it writes")
 	case cfg.CacheSize < 0:
 		return errors.New("--cache-size must not be negative")
 	case cfg.ReadAhead < 0:

@@ -116,7 +116,10 @@ func mount(ctx context.Context, cfg *config, log *slog.Logger) (*mounted, error)
 		Concurrency: cfg.UploadConcurrency,
 		BufferBytes: cfg.WriteBuffer,
 		StagePrefix: fs.StagePrefix(cfg.Prefix),
-		Logger:      log,
+		// With fast close nobody waits on a failed upload: its bytes stay
+		// for the next sync (close, fsync, unmount).
+		KeepUnsent: cfg.FastClose,
+		Logger:     log,
 	}); err != nil {
 		return nil, err
 	}
@@ -130,6 +133,9 @@ func mount(ctx context.Context, cfg *config, log *slog.Logger) (*mounted, error)
 		DirMode:  cfg.DirMode,
 		ReadOnly: cfg.ReadOnly,
 		Logger:   log,
+
+		FastClose:      cfg.FastClose,
+		PutConcurrency: cfg.PutConcurrency,
 		// close and fsync return ETIMEDOUT rather than outlive the
 		// kernel's request timeout; their changes stay for a later sync.
 		ReplyLimit: replyLimit,
@@ -181,6 +187,9 @@ func (m *mounted) metricsOptions() metrics.Options {
 			return metrics.WriteBuffer{Total: s.Total, Used: s.Used, Peak: s.Peak, Waiting: s.Waiting, Uploads: s.Uploads}
 		},
 		DirtyFiles: func() int { return m.root.DirtyCount() },
+	}
+	if m.cfg.FastClose {
+		opts.UploadFailures = func() int64 { return m.root.UploadFailures() }
 	}
 	if m.cfg.CacheSize > 0 {
 		opts.Cache = func() metrics.Cache {
@@ -236,6 +245,7 @@ func (m *mounted) serveStatus(w http.ResponseWriter, _ *http.Request) {
 		Prefix:      m.cfg.Prefix,
 		Endpoint:    m.cfg.Endpoint,
 		ReadOnly:    m.cfg.ReadOnly,
+		FastClose:   m.cfg.FastClose,
 		Encryption:  m.cfg.SSE,
 		Started:     m.started,
 		MetricsURL:  m.metricsURL,

@@ -80,6 +80,7 @@ type statusReply struct {
 	Prefix      string           `json:"prefix"`
 	Endpoint    string           `json:"endpoint,omitempty"`
 	ReadOnly    bool             `json:"read_only"`
+	FastClose   bool             `json:"fast_close,omitempty"`
 	Encryption  string           `json:"encryption,omitempty"` // AES256, aws:kms or SSE-C
 	Started     time.Time        `json:"started"`
 	MetricsURL  string           `json:"metrics_url,omitempty"`
@@ -311,6 +312,9 @@ func printStatus(w io.Writer, r *statusReply) {
 	line("pid", "%d, up %s", r.PID, time.Since(r.Started).Truncate(time.Second))
 	if r.ReadOnly {
 		line("mode", "read-only")
+	}
+	if r.FastClose {
+		line("close", "fast: files are uploaded after close; fsync waits")
 	}
 	if r.Encryption != "" {
 		line("encryption", "%s", r.Encryption)

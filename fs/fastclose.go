@@ -1,0 +1,162 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Fast close (Options.FastClose): close returns once the file's bytes are
+// held in the write buffer, and the upload runs in the background. See
+// "Fast close" in the package comment.
+
+// Defaults of the fast-close options.
+const (
+	defaultUploadDelay    = 100 * time.Millisecond
+	defaultPutConcurrency = 16
+)
+
+// uploads runs the background uploads of closed files.
+type uploads struct {
+	slots    chan struct{} // Options.PutConcurrency tokens
+	inflight sync.WaitGroup
+	failures atomic.Int64 // background uploads that failed
+}
+
+func newUploads(n int) *uploads {
+	return &uploads{slots: make(chan struct{}, n)}
+}
+
+// queueUpload schedules the upload of the file's changes after
+// Options.UploadDelay, during which a rename, a metadata change or an
+// unlink is applied to the file before anything is sent (rsync's temporary
+// file is uploaded once, under its final name).
+func (n *fileNode) queueUpload() {
+	fsys := n.fsys
+	n.mu.Lock()
+	st := n.state
+	if st == nil || n.unlinked || n.queued || !st.Dirty() {
+		n.mu.Unlock()
+		return
+	}
+	n.queued = true
+	n.mu.Unlock()
+	fsys.uploads.inflight.Add(1)
+	time.AfterFunc(fsys.opts.UploadDelay, func() {
+		fsys.uploads.slots <- struct{}{}
+		go func() {
+			defer func() {
+				<-fsys.uploads.slots
+				fsys.uploads.inflight.Done()
+			}()
+			n.backgroundUpload()
+		}()
+	})
+}
+
+// backgroundUpload stores the queued file, unless something else did
+// meanwhile (fsync, unlink). A failure is kept for the file's next close or
+// fsync, and, with the bytes still held (writeback's KeepUnsent), the file
+// stays dirty for a later sync: the next close, fsync of it or of a
+// directory above it, or unmount.
+func (n *fileNode) backgroundUpload() {
+	n.op.RLock()
+	n.mu.Lock()
+	queued, st := n.queued, n.state
+	n.queued = false
+	n.mu.Unlock()
+	if !queued || st == nil || !st.Dirty() {
+		n.op.RUnlock()
+		n.dropIdleState()
+		return
+	}
+	err := n.syncHeld(context.Background())
+	n.op.RUnlock()
+	key := n.keyNow()
+	n.mu.Lock()
+	n.bgErr = err
+	n.mu.Unlock()
+	if err != nil {
+		n.fsys.uploads.failures.Add(1)
+		n.fsys.log.Error("upload after close failed: the file is NOT stored; its next close or fsync reports it",
+			"key", key, "err", err)
+		return
+	}
+	n.dropIdleState()
+}
+
+// dropIdleState drops a clean state that no handle uses any more, as the
+// last release would have.
+func (n *fileNode) dropIdleState() {
+	n.mu.Lock()
+	st := n.state
+	if st == nil || n.users > 0 || n.queued || st.Dirty() {
+		n.mu.Unlock()
+		return
+	}
+	n.state = nil
+	n.fsys.removeState(n)
+	n.mu.Unlock()
+	st.Discard()
+}
+
+// takeUploadErr returns, once, the failure of the file's last background
+// upload.
+func (n *fileNode) takeUploadErr() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	err := n.bgErr
+	n.bgErr = nil
+	return err
+}
+
+// rekey moves a file whose changes have not started going out to key
+// without a request (see writeback.File.Rekey). It reports whether it did.
+// The caller holds op exclusively.
+func (n *fileNode) rekey(key string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	st := n.state
+	if st == nil || n.unlinked || !st.Dirty() || !st.Rekey(key) {
+		return false
+	}
+	n.key = key
+	n.obj.Key = key
+	n.exists = false // what S3 holds under key, if anything, is replaced at upload
+	n.attrs.ctime = now()
+	st.SetOptions(n.putOptionsLocked())
+	return true
+}
+
+// syncBelow makes every file with changes below prefix durable, as fsync of
+// a directory does in fast-close mode, and returns one error naming each
+// that failed.
+func (fsys *filesystem) syncBelow(ctx context.Context, prefix string) error {
+	var errs []error
+	for _, n := range fsys.stateNodes() {
+		key := n.keyNow()
+		if !strings.HasPrefix(key, prefix) {
+			continue
+		}
+		if n.dirty() {
+			if err := n.sync(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("%q: %w", key, err))
+			}
+			continue
+		}
+		n.mu.Lock()
+		err := n.bgErr
+		n.mu.Unlock()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%q: %w", key, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// UploadFailures counts the background uploads (fast close) that failed.
+func (r *Root) UploadFailures() int64 { return r.fsys.uploads.failures.Load() }
