@@ -136,25 +136,41 @@ func (n *fileNode) rekey(key string) bool {
 // a directory does in fast-close mode, and returns one error naming each
 // that failed.
 func (fsys *filesystem) syncBelow(ctx context.Context, prefix string) error {
-	var errs []error
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, fsys.opts.PutConcurrency)
+	)
+	fail := func(key string, err error) {
+		mu.Lock()
+		errs = append(errs, fmt.Errorf("%q: %w", key, err))
+		mu.Unlock()
+	}
 	for _, n := range fsys.stateNodes() {
 		key := n.keyNow()
 		if !strings.HasPrefix(key, prefix) {
 			continue
 		}
-		if n.dirty() {
-			if err := n.sync(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("%q: %w", key, err))
+		if !n.dirty() {
+			n.mu.Lock()
+			err := n.bgErr
+			n.mu.Unlock()
+			if err != nil {
+				fail(key, err)
 			}
 			continue
 		}
-		n.mu.Lock()
-		err := n.bgErr
-		n.mu.Unlock()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%q: %w", key, err))
-		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := n.sync(ctx); err != nil {
+				fail(key, err)
+			}
+		}()
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
