@@ -81,15 +81,45 @@
 //
 // # Metadata changes
 //
-// chmod, chown and utimes (SETATTR) change the user metadata. A file whose
-// state is dirty gets them with its next upload (writeback.File.SetOptions,
-// applied at completion). A stored object gets them at once, by a
-// metadata-replacing CopyObject of the object onto itself, pinned to its
-// ETag; above Options.MaxCopySize (S3's 5 GiB) by a multipart copy onto
-// itself. If the object changed meanwhile the copy is made once more on the
-// new version. A directory gets them by writing its marker again. Times are
-// kept to the nanosecond, so a stat after a remount reports what a stat
-// before it did and a second `rsync -a` finds nothing to transfer.
+// chmod, chown and utimes (SETATTR) change the user metadata. POSIX makes
+// them durable at fsync, not when they return, and partfs uses that to send
+// few requests. A file whose state is dirty gets them with its next upload
+// (writeback.File.SetOptions, applied at completion). For a stored object
+// they are pending (setAttrs, later.go): a rename of the file carries them
+// on its copy; otherwise they are written, all changes since the last write
+// together, by a metadata-replacing CopyObject of the object onto itself,
+// pinned to its ETag (above Options.MaxCopySize, S3's 5 GiB, by a multipart
+// copy onto itself), at the first of: fsync of the file, fsync of a
+// directory above it, Root.SyncAll (unmount), a lookup after the kernel
+// forgot the file, or Options.MetadataDelay (1 s) after the first change.
+// chmod, utimes and rename in a row, as rsync does for every file, thus cost
+// one copy, the rename's. This mount shows the changes at once; other
+// clients see them once written. A crash may lose a pending change, never
+// data; `rsync -a` sends such a file again. If the object changed meanwhile
+// the copy is made once more on the new version. A directory gets its
+// changes at once, by writing its marker again. Times are kept to the
+// nanosecond, so a stat after a remount reports what a stat before it did
+// and a second `rsync -a` finds nothing to transfer.
+//
+// # Fast close
+//
+// With Options.FastClose, close (FLUSH) returns once the file's bytes are
+// held in the write buffer: the upload is queued (fastclose.go) and starts
+// Options.UploadDelay (100 ms) later, with up to Options.PutConcurrency
+// files in flight. Within that delay a rename moves the state to the new key
+// without a request (writeback.File.Rekey: a new or truncated file with no
+// part sent), a metadata change lands in the upload's metadata, and an
+// unlink drops the state, so rsync's temporary file is uploaded once, under
+// its final name. The state outlives the last RELEASE until its upload ends.
+// Durability points: fsync of the file waits for its upload, fsync of a
+// directory for every file below it, Root.SyncAll (unmount, SIGTERM) for
+// all. A failed background upload is logged and counted
+// (Root.UploadFailures), returned by the file's next close or fsync and by
+// fsync of any directory above it, and listed by writeback.Writer.Unsaved
+// (partfs status, the exit at unmount); a file that went out as one
+// PutObject keeps its bytes (writeback KeepUnsent) and is tried again at the
+// next sync. A crash loses the files closed but not yet uploaded; an object
+// in S3 is always complete (a PutObject or a completed multipart upload).
 //
 // go-fuse negotiates FUSE_PARALLEL_DIROPS, so the kernel sends the LOOKUPs of
 // one directory in parallel, and nothing in this package serializes them:
@@ -171,7 +201,24 @@
 // source's ETag, then DeleteObject of the source; objects above
 // Options.MaxCopySize (S3's 5 GiB) by a multipart upload whose parts are
 // UploadPartCopy ranges of the source sent in parallel. The metadata goes
-// with the object (a multipart copy is given the source's metadata). A rename
+// with the object (a multipart copy is given the source's metadata), and
+// pending metadata changes of the file ride on the copy. The copy starts
+// from the version this mount knows, without a HEAD: it is pinned, so a
+// version another client wrote meanwhile fails it, and the rename then
+// moves the version S3 holds now.
+//
+// rename returns once the copy exists: the new name holds the file. The
+// delete of the old name runs in the background (later.go, up to 16 at a
+// time). Until it has ended the old name reads as missing through this
+// mount (stat, lookup, readdir), and anything about to be stored under it
+// (create, symlink, mknod, a rename onto it) waits for the delete first,
+// so that the delete never removes a newer file. fsync of a directory
+// above it and Root.SyncAll wait for it and report a delete that failed
+// (the old name then holds a second copy of the file; SyncAll tries again).
+// A crash between the copy and the delete leaves the file under both names.
+// partfs cleanup cannot tell such an object from a file the user wants
+// (rsync's temporary names, .NAME.XXXXXX, are ordinary names), so it
+// leaves them; rsync's next run with --delete removes them. A rename
 // onto an existing file replaces it, and descriptors still open on the
 // replaced file write to a nameless file, as after unlink. RENAME_NOREPLACE
 // is honoured (EEXIST); RENAME_EXCHANGE and RENAME_WHITEOUT answer EINVAL.
