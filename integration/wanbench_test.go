@@ -147,15 +147,14 @@ func BenchmarkWAN(b *testing.B) {
 // the order asked, and returns both sides.
 func wanMeasure(b *testing.B, e *env, st store.Store, c wanCase, mode wanMode, mountFirst bool, latency time.Duration) (mount, direct wanSide) {
 	b.Helper()
-	timeout := wanTimeout(len(c.tree.files), latency)
 	prefix := c.slug + "-" + mode.slug
 	fmt.Printf("wan: %s, %s: measuring\n", c.name, mode.name)
 	if !mountFirst {
-		direct = wanDirect(b, e, st, c.tree, "direct-"+prefix, timeout)
+		direct = wanDirect(b, e, st, c.tree, "direct-"+prefix, latency)
 	}
-	mount = wanMount(b, e, c, mode, prefix, timeout)
+	mount = wanMount(b, e, c, mode, prefix, latency)
 	if mountFirst {
-		direct = wanDirect(b, e, st, c.tree, "direct-"+prefix, timeout)
+		direct = wanDirect(b, e, st, c.tree, "direct-"+prefix, latency)
 	}
 	fmt.Printf("wan: %s, %s: mount %.1f s, direct %.1f s\n", c.name, mode.name, mount.took.Seconds(), direct.took.Seconds())
 	return mount, direct
@@ -174,8 +173,9 @@ func wanTimeout(files int, latency time.Duration) time.Duration {
 // a FUSE server such as partfs, so it would return at once.) The requests
 // are counted until partfs has unmounted, so that those it leaves for later
 // are counted too; then the bucket must hold exactly the tree.
-func wanMount(b *testing.B, e *env, c wanCase, mode wanMode, prefix string, timeout time.Duration) wanSide {
+func wanMount(b *testing.B, e *env, c wanCase, mode wanMode, prefix string, latency time.Duration) wanSide {
 	b.Helper()
+	timeout := wanTimeout(len(c.tree.files), latency)
 	m := e.mount(mountConfig{plain: true, extraArgs: mode.args})
 	e.settle()
 	e.proxy.Reset()
@@ -190,7 +190,7 @@ func wanMount(b *testing.B, e *env, c wanCase, mode wanMode, prefix string, time
 	}
 	side := wanSide{took: time.Since(start), app: exited.Sub(start)}
 	m.stop()
-	side.count(e, exited)
+	side.count(e, exited, latency)
 	e.checkTreeStored(prefix, c.tree)
 	return side
 }
@@ -198,8 +198,9 @@ func wanMount(b *testing.B, e *env, c wanCase, mode wanMode, prefix string, time
 // wanDirect uploads tree to prefix with store/s3, wanDirectInFlight
 // PutObjects at a time, each with the metadata partfs would write, and
 // returns the measurement: every request counts as the application's.
-func wanDirect(b *testing.B, e *env, st store.Store, tree *wanTree, prefix string, timeout time.Duration) wanSide {
+func wanDirect(b *testing.B, e *env, st store.Store, tree *wanTree, prefix string, latency time.Duration) wanSide {
 	b.Helper()
+	timeout := wanTimeout(len(tree.files), latency)
 	e.settle()
 	e.proxy.Reset()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -215,7 +216,7 @@ func wanDirect(b *testing.B, e *env, st store.Store, tree *wanTree, prefix strin
 	}
 	side := wanSide{took: time.Since(start)}
 	side.app = side.took
-	side.count(e, time.Now())
+	side.count(e, time.Now(), latency)
 	e.checkTreeStored(prefix, tree)
 	return side
 }
@@ -243,8 +244,10 @@ func putFile(ctx context.Context, st store.Store, path, key string) error {
 }
 
 // count takes the proxy's requests since its last Reset, split at exited,
-// and forgets them.
-func (s *wanSide) count(e *env, exited time.Time) {
+// and forgets them. Every request answered must have taken at least the
+// latency: that is what the benchmark measures.
+func (s *wanSide) count(e *env, exited time.Time, latency time.Duration) {
+	e.t.Helper()
 	e.settle()
 	s.inApp, s.after = map[string]int{}, map[string]int{}
 	for _, r := range e.proxy.Requests() {
@@ -255,6 +258,9 @@ func (s *wanSide) count(e *env, exited time.Time) {
 		}
 		if r.Status == 0 || r.Status >= 500 {
 			s.failed++
+		}
+		if took := r.End.Sub(r.Start); r.Status != 0 && took < latency {
+			e.t.Fatalf("%s %s was answered after %v, before the latency of %v", r.Op, r.Key, took, latency)
 		}
 	}
 	e.proxy.Reset()
