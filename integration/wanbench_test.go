@@ -502,7 +502,13 @@ func wanReport(w io.Writer, latency time.Duration, rows []wanRow) {
 	fmt.Fprintf(w, "seconds:  from the start until the files are durable: cp or rsync exited and an fsync of the target directory returned\n")
 	fmt.Fprintf(w, "          (direct: the last PutObject answered); app s: until cp or rsync exited\n")
 	fmt.Fprintf(w, "ratio = direct seconds / mount seconds (the mount's throughput as a share of the direct client's)\n")
-	fmt.Fprintf(w, "req/file: requests per file, started while cp or rsync ran (app) and after it exited, until partfs unmounted (after)\n\n")
+	fmt.Fprintf(w, "req/file: requests per file, started while cp or rsync ran (app) and after it exited, until partfs unmounted (after)\n")
+	for i, r := range rows {
+		if i == 0 || r.c.slug != rows[i-1].c.slug {
+			fmt.Fprintf(w, "tree for %s: %.1f MB in all\n", r.c.name, float64(r.c.tree.bytes)/1e6)
+		}
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "%-28s %-10s %-6s %8s %8s %6s %8s %8s %8s\n", "case", "mode", "side", "seconds", "files/s", "ratio", "app s", "req app", "after")
 	for _, r := range rows {
 		if r.unavailable {
