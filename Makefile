@@ -6,7 +6,10 @@
 #   make test    make check, then unit and integration tests, race detector
 #                on (first installs rsync and sqlite3 when missing, as root)
 #   make check   fails listing the files gofmt would change, then runs go vet
-#   make bench   write and read throughput through the mount vs direct S3
+#   make bench   write and read throughput through the mount vs direct S3,
+#                and cp -r / rsync -a of small files with a latency added to
+#                every S3 request (make bench LATENCY=50ms; default 20ms;
+#                WAN_FILES=300 copies only the first 300 files of each tree)
 #                (make bench PROFILE=1 also writes partfs.cpu.prof)
 #   make install copy partfs to $(PREFIX)/bin and link /sbin/mount.fuse.partfs
 #                to it, so that mount -t fuse.partfs and fstab lines work
@@ -52,8 +55,12 @@ DEV_ENV    := AWS_ACCESS_KEY_ID=$(DEV_USER) AWS_SECRET_ACCESS_KEY=$(DEV_SECRET) 
 # The pid file of the MinIO started by `make run`.
 MINIO_PID := $(RUNDIR)/minio.pid
 
-PROFILE ?=
-BENCH_ENV := $(if $(PROFILE),PARTFS_BENCH_CPUPROFILE=$(CURDIR)/partfs.cpu.prof)
+PROFILE   ?=
+LATENCY   ?=
+WAN_FILES ?=
+BENCH_ENV := $(if $(PROFILE),PARTFS_BENCH_CPUPROFILE=$(CURDIR)/partfs.cpu.prof) \
+	$(if $(LATENCY),PARTFS_BENCH_LATENCY=$(LATENCY)) \
+	$(if $(WAN_FILES),PARTFS_BENCH_WAN_FILES=$(WAN_FILES))
 
 .PHONY: all build install run stop ls uploads test check test-deps bench posix fio minio FORCE
 
@@ -156,8 +163,11 @@ test-deps:
 	fi
 
 # The benchmark builds partfs without the race detector and runs once.
+# BenchmarkWAN sends every request through a proxy that waits LATENCY first,
+# so its durable rsync of the whole tree is the longest part of the run;
+# WAN_FILES shortens it.
 bench: $(MINIO)
-	$(BENCH_ENV) $(GO) test -run '^$$' -bench '^Benchmark(Write|Read)$$' -benchtime 1x -timeout 30m ./integration/
+	$(BENCH_ENV) $(GO) test -run '^$$' -bench '^Benchmark(Write|Read|WAN)$$' -benchtime 1x -timeout 90m ./integration/
 	@$(if $(PROFILE),echo "CPU profile of partfs: partfs.cpu.prof (go tool pprof -top partfs.cpu.prof)")
 
 # pjdfstest, the POSIX system call suite, against a fresh mount: a
