@@ -78,7 +78,7 @@ func TestCountsMove(t *testing.T) {
 		}
 		parts = append(parts, p)
 	}
-	if _, err := st.CompleteMultipart(ctx, "big.bin", id, parts); err != nil {
+	if _, err := st.CompleteMultipart(ctx, "big.bin", id, parts, store.Condition{}); err != nil {
 		t.Fatal(err)
 	}
 	rc, err := st.Get(ctx, "a.txt", 0, -1, "")

@@ -126,7 +126,7 @@ func copyParts(ctx context.Context, st Store, src Object, dst string, opts PutOp
 	err = g.Wait()
 	var obj Object
 	if err == nil {
-		obj, err = st.CompleteMultipart(ctx, dst, id, parts)
+		obj, err = st.CompleteMultipart(ctx, dst, id, parts, opts.Cond)
 	}
 	if err != nil {
 		// Parts cost money until the upload is aborted, even when the

@@ -28,7 +28,7 @@ func putParts(t *testing.T, st *memstore.Store, key string, body []byte, md stor
 		}
 		parts = append(parts, p)
 	}
-	obj, err := st.CompleteMultipart(ctx, key, id, parts)
+	obj, err := st.CompleteMultipart(ctx, key, id, parts, store.Condition{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -214,6 +214,12 @@ func (r *retrying) Delete(ctx context.Context, key string) error {
 	})
 }
 
+func (r *retrying) DeleteIfMatch(ctx context.Context, key, etag string) error {
+	return r.do(ctx, "DeleteIfMatch", key, 0, func(int) error {
+		return r.s.DeleteIfMatch(ctx, key, etag)
+	})
+}
+
 func (r *retrying) CreateMultipart(ctx context.Context, key string, opts PutOptions) (id string, err error) {
 	err = r.do(ctx, "CreateMultipart", key, 0, func(int) error {
 		id, err = r.s.CreateMultipart(ctx, key, opts)
@@ -238,9 +244,9 @@ func (r *retrying) UploadPartCopy(ctx context.Context, key, uploadID string, n i
 	return p, err
 }
 
-func (r *retrying) CompleteMultipart(ctx context.Context, key, uploadID string, parts []Part) (obj Object, err error) {
+func (r *retrying) CompleteMultipart(ctx context.Context, key, uploadID string, parts []Part, cond Condition) (obj Object, err error) {
 	err = r.do(ctx, "CompleteMultipart", key, 0, func(attempt int) error {
-		obj, err = r.s.CompleteMultipart(ctx, key, uploadID, parts)
+		obj, err = r.s.CompleteMultipart(ctx, key, uploadID, parts, cond)
 		if attempt > 1 && errors.Is(err, ErrNoSuchUpload) {
 			// An earlier attempt may have completed the upload.
 			want := multipartETag(parts)

@@ -210,7 +210,7 @@ func TestRetryLostReplies(t *testing.T) {
 		t.Fatal(err)
 	}
 	mem.SetFaultAfter(lostOnce("CompleteMultipart"))
-	obj, err := st.CompleteMultipart(ctx, "k", id, []store.Part{part1, part2})
+	obj, err := st.CompleteMultipart(ctx, "k", id, []store.Part{part1, part2}, store.Condition{})
 	if err != nil {
 		t.Fatalf("complete with a lost reply: %v", err)
 	}
@@ -236,7 +236,7 @@ func TestRetryLostReplies(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := st.CompleteMultipart(ctx, "k", id, []store.Part{{Number: 1, ETag: obj.ETag}}); !errors.Is(err, store.ErrNoSuchUpload) {
+	if _, err := st.CompleteMultipart(ctx, "k", id, []store.Part{{Number: 1, ETag: obj.ETag}}, store.Condition{}); !errors.Is(err, store.ErrNoSuchUpload) {
 		t.Fatalf("complete of a vanished upload: %v, want ErrNoSuchUpload", err)
 	}
 	mem.SetFault(nil)

@@ -51,7 +51,7 @@ func TestThroughMinIO(t *testing.T) {
 		}
 		parts = append(parts, part)
 	}
-	if _, err := st.CompleteMultipart(ctx, "big", id, parts); err != nil {
+	if _, err := st.CompleteMultipart(ctx, "big", id, parts, store.Condition{}); err != nil {
 		t.Fatalf("CompleteMultipart: %v", err)
 	}
 	rc, err := st.Get(ctx, "dir/small file+1.txt", 0, -1, "")

@@ -274,6 +274,31 @@ func (s *Store) Delete(ctx context.Context, key string) (err error) {
 	return s.after(op)
 }
 
+// DeleteIfMatch implements store.Store.
+func (s *Store) DeleteIfMatch(ctx context.Context, key, etag string) (err error) {
+	op := Op{Name: "DeleteIfMatch", Key: key}
+	defer s.record(op, 0, [md5.Size]byte{}, &err)
+	if err = s.before(ctx, op); err != nil {
+		return err
+	}
+	if etag == "" {
+		return fmt.Errorf("delete %q if it matches: no ETag given", key)
+	}
+	s.mu.Lock()
+	if o, ok := s.objects[key]; ok {
+		if o.etag != trimQuotes(etag) {
+			err = fmt.Errorf("delete %q if it is %s: it is %s: %w", key, trimQuotes(etag), o.etag, store.ErrPrecondition)
+		} else {
+			delete(s.objects, key)
+		}
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return s.after(op)
+}
+
 func (o *object) info(key string) store.Object {
 	return store.Object{Key: key, Size: int64(len(o.data)), ETag: o.etag, LastModified: o.modified}
 }

@@ -145,7 +145,7 @@ func (s *Store) copyRangeLocked(src, srcETag string, off, length int64) ([]byte,
 }
 
 // CompleteMultipart implements store.Store.
-func (s *Store) CompleteMultipart(ctx context.Context, key, uploadID string, parts []store.Part) (obj store.Object, err error) {
+func (s *Store) CompleteMultipart(ctx context.Context, key, uploadID string, parts []store.Part, cond store.Condition) (obj store.Object, err error) {
 	op := Op{Name: "CompleteMultipart", Key: key, UploadID: uploadID}
 	defer s.record(op, 0, [md5.Size]byte{}, &err)
 	if err = s.before(ctx, op); err != nil {

@@ -262,7 +262,7 @@ func TestCopyKeys(t *testing.T) {
 			if err != nil {
 				t.Fatalf("UploadPartCopy: %v", err)
 			}
-			if _, err := st.CompleteMultipart(ctx, "mp/"+k, id, []store.Part{p}); err != nil {
+			if _, err := st.CompleteMultipart(ctx, "mp/"+k, id, []store.Part{p}, store.Condition{}); err != nil {
 				t.Fatalf("CompleteMultipart: %v", err)
 			}
 			if got := get(t, st, "mp/"+k, 0, -1, ""); !bytes.Equal(got, body[5:]) {
@@ -440,7 +440,7 @@ func TestSSECustomerKey(t *testing.T) {
 	if err != nil {
 		t.Fatalf("UploadPartCopy: %v", err)
 	}
-	big, err := st.CompleteMultipart(ctx, "big", id, []store.Part{p1, p2})
+	big, err := st.CompleteMultipart(ctx, "big", id, []store.Part{p1, p2}, store.Condition{})
 	if err != nil {
 		t.Fatalf("CompleteMultipart: %v", err)
 	}
