@@ -512,3 +512,20 @@ func TestBadDigest(t *testing.T) {
 		t.Fatalf("Put with a wrong MD5: %v, want ErrBadDigest naming the key", err)
 	}
 }
+
+// TestProbeConditional runs the probe against the pinned MinIO, which
+// checks conditional writes, and shows what it does with If-Match on
+// DeleteObject: it ignores the header and deletes whatever is there.
+func TestProbeConditional(t *testing.T) {
+	st := newStore(t, options(t, miniotest.Shared(t)))
+	got, err := store.ProbeConditional(t.Context(), st, "probe")
+	if err != nil || got != store.ConditionalSupported {
+		t.Fatalf("ProbeConditional = %v, %v; want %v", got, err, store.ConditionalSupported)
+	}
+	// When a MinIO that checks If-Match on DeleteObject is pinned, this
+	// and storetest's note on DeleteIfMatch change together.
+	del, err := store.ProbeConditionalDelete(t.Context(), st, "probe")
+	if err != nil || del != store.ConditionalIgnored {
+		t.Fatalf("ProbeConditionalDelete = %v, %v; the pinned MinIO ignores If-Match on DeleteObject (%v)", del, err, store.ConditionalIgnored)
+	}
+}
