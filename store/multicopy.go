@@ -53,6 +53,10 @@ func (co CopyOptions) withDefaults() CopyOptions {
 // not kept). A non-nil opts replaces the metadata, and with dst == src.Key
 // rewrites an object's metadata in place, which is how S3 changes it.
 //
+// opts.Cond is checked only by a copy in parts, when its upload completes:
+// Store.Copy carries no condition, so a single Copy replaces whatever dst
+// holds.
+//
 // On failure the multipart upload is aborted and dst is left as it was. The
 // returned Object carries the metadata dst was given when it is known.
 func CopyObject(ctx context.Context, st Store, src Object, dst string, opts *PutOptions, co CopyOptions) (Object, error) {
