@@ -246,6 +246,8 @@ func statusOf(err error) string {
 		return "access_denied"
 	case errors.Is(err, store.ErrEntityTooSmall), errors.Is(err, store.ErrInvalidPart), errors.Is(err, store.ErrTooLarge):
 		return "rejected"
+	case errors.Is(err, store.ErrNotImplemented):
+		return "not_implemented"
 	case errors.Is(err, store.ErrTransient):
 		return "transient"
 	}

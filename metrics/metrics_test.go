@@ -3,6 +3,7 @@ package metrics
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -78,7 +79,7 @@ func TestCountsMove(t *testing.T) {
 		}
 		parts = append(parts, p)
 	}
-	if _, err := st.CompleteMultipart(ctx, "big.bin", id, parts); err != nil {
+	if _, err := st.CompleteMultipart(ctx, "big.bin", id, parts, store.Condition{}); err != nil {
 		t.Fatal(err)
 	}
 	rc, err := st.Get(ctx, "a.txt", 0, -1, "")
@@ -92,27 +93,31 @@ func TestCountsMove(t *testing.T) {
 	if _, err := st.Stat(ctx, "missing"); err == nil {
 		t.Fatal("stat of a missing key succeeded")
 	}
+	if err := st.DeleteIfMatch(ctx, "a.txt", "0123456789abcdef0123456789abcdef"); !errors.Is(err, store.ErrPrecondition) {
+		t.Fatalf("DeleteIfMatch with a wrong ETag: %v", err)
+	}
 
 	text := scrape(t, m)
 	want := map[string]float64{
-		`partfs_s3_requests_total{operation="PutObject",status="ok"}`:               1,
-		`partfs_s3_requests_total{operation="UploadPart",status="ok"}`:              2,
-		`partfs_s3_requests_total{operation="UploadPart",status="transient"}`:       1,
-		`partfs_s3_requests_total{operation="CompleteMultipartUpload",status="ok"}`: 1,
-		`partfs_s3_requests_total{operation="HeadObject",status="not_found"}`:       1,
-		`partfs_s3_retries_total{operation="UploadPart"}`:                           1,
-		`partfs_s3_uploaded_bytes_total`:                                            float64(len(small)) + 2*float64(len(part)),
-		`partfs_s3_downloaded_bytes_total`:                                          float64(len(small)),
-		`partfs_s3_requests_in_flight{operation="UploadPart"}`:                      0,
-		`partfs_s3_request_duration_seconds_count{operation="UploadPart"}`:          3,
-		`partfs_write_buffer_bytes`:                                                 40,
-		`partfs_write_buffer_limit_bytes`:                                           100,
-		`partfs_write_waiting_writers`:                                              2,
-		`partfs_write_parts_in_flight`:                                              3,
-		`partfs_cache_hits_total`:                                                   7,
-		`partfs_cache_misses_total`:                                                 5,
-		`partfs_cache_fetched_bytes_total`:                                          1234,
-		`partfs_dirty_files`:                                                        1,
+		`partfs_s3_requests_total{operation="PutObject",status="ok"}`:                     1,
+		`partfs_s3_requests_total{operation="UploadPart",status="ok"}`:                    2,
+		`partfs_s3_requests_total{operation="UploadPart",status="transient"}`:             1,
+		`partfs_s3_requests_total{operation="CompleteMultipartUpload",status="ok"}`:       1,
+		`partfs_s3_requests_total{operation="HeadObject",status="not_found"}`:             1,
+		`partfs_s3_requests_total{operation="DeleteObject",status="precondition_failed"}`: 1,
+		`partfs_s3_retries_total{operation="UploadPart"}`:                                 1,
+		`partfs_s3_uploaded_bytes_total`:                                                  float64(len(small)) + 2*float64(len(part)),
+		`partfs_s3_downloaded_bytes_total`:                                                float64(len(small)),
+		`partfs_s3_requests_in_flight{operation="UploadPart"}`:                            0,
+		`partfs_s3_request_duration_seconds_count{operation="UploadPart"}`:                3,
+		`partfs_write_buffer_bytes`:                                                       40,
+		`partfs_write_buffer_limit_bytes`:                                                 100,
+		`partfs_write_waiting_writers`:                                                    2,
+		`partfs_write_parts_in_flight`:                                                    3,
+		`partfs_cache_hits_total`:                                                         7,
+		`partfs_cache_misses_total`:                                                       5,
+		`partfs_cache_fetched_bytes_total`:                                                1234,
+		`partfs_dirty_files`:                                                              1,
 	}
 	for series, v := range want {
 		if got := value(text, series); got != v {
@@ -124,8 +129,8 @@ func TestCountsMove(t *testing.T) {
 	}
 
 	s := m.Snapshot()
-	if s.BytesUploaded != int64(len(small))+2*int64(len(part)) || s.Retries != 1 || s.Errors != 1 ||
-		s.Requests != 8 || s.DirtyFiles != 1 || s.WriteBuffer == nil || s.WriteBuffer.Used != 40 || s.Cache == nil {
+	if s.BytesUploaded != int64(len(small))+2*int64(len(part)) || s.Retries != 1 || s.Errors != 2 ||
+		s.Requests != 9 || s.DirtyFiles != 1 || s.WriteBuffer == nil || s.WriteBuffer.Used != 40 || s.Cache == nil {
 		t.Errorf("snapshot = %+v", s)
 	}
 
@@ -185,6 +190,7 @@ func TestStatusOf(t *testing.T) {
 		{fmt.Errorf("x: %w", store.ErrNotExist), "not_found"},
 		{fmt.Errorf("x: %w", store.ErrPrecondition), "precondition_failed"},
 		{fmt.Errorf("x: %w", store.ErrTransient), "transient"},
+		{fmt.Errorf("x: %w", store.ErrNotImplemented), "not_implemented"},
 		{fmt.Errorf("x: %w", context.Canceled), "canceled"},
 		{fmt.Errorf("x: %w", store.ErrInvalidPart), "rejected"},
 		{io.ErrUnexpectedEOF, "error"},

@@ -40,7 +40,7 @@ func operationName(method string) string {
 		return opPut
 	case "Copy":
 		return opCopy
-	case "Delete":
+	case "Delete", "DeleteIfMatch":
 		return opDelete
 	case "CreateMultipart":
 		return opCreate
@@ -172,6 +172,13 @@ func (c *counting) Delete(ctx context.Context, key string) error {
 	return err
 }
 
+func (c *counting) DeleteIfMatch(ctx context.Context, key, etag string) error {
+	r := c.m.begin(opDelete, key, 0, 0)
+	err := c.s.DeleteIfMatch(ctx, key, etag)
+	r.end(ctx, err)
+	return err
+}
+
 func (c *counting) CreateMultipart(ctx context.Context, key string, opts store.PutOptions) (string, error) {
 	r := c.m.begin(opCreate, key, 0, 0)
 	id, err := c.s.CreateMultipart(ctx, key, opts)
@@ -199,9 +206,9 @@ func (c *counting) UploadPartCopy(ctx context.Context, key, uploadID string, n i
 	return p, err
 }
 
-func (c *counting) CompleteMultipart(ctx context.Context, key, uploadID string, parts []store.Part) (store.Object, error) {
+func (c *counting) CompleteMultipart(ctx context.Context, key, uploadID string, parts []store.Part, cond store.Condition) (store.Object, error) {
 	r := c.m.begin(opComplete, key, 0, 0)
-	obj, err := c.s.CompleteMultipart(ctx, key, uploadID, parts)
+	obj, err := c.s.CompleteMultipart(ctx, key, uploadID, parts, cond)
 	r.end(ctx, err)
 	return obj, err
 }

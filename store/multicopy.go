@@ -53,6 +53,10 @@ func (co CopyOptions) withDefaults() CopyOptions {
 // not kept). A non-nil opts replaces the metadata, and with dst == src.Key
 // rewrites an object's metadata in place, which is how S3 changes it.
 //
+// opts.Cond is checked only by a copy in parts, when its upload completes:
+// Store.Copy carries no condition, so a single Copy replaces whatever dst
+// holds.
+//
 // On failure the multipart upload is aborted and dst is left as it was. The
 // returned Object carries the metadata dst was given when it is known.
 func CopyObject(ctx context.Context, st Store, src Object, dst string, opts *PutOptions, co CopyOptions) (Object, error) {
@@ -126,7 +130,7 @@ func copyParts(ctx context.Context, st Store, src Object, dst string, opts PutOp
 	err = g.Wait()
 	var obj Object
 	if err == nil {
-		obj, err = st.CompleteMultipart(ctx, dst, id, parts)
+		obj, err = st.CompleteMultipart(ctx, dst, id, parts, opts.Cond)
 	}
 	if err != nil {
 		// Parts cost money until the upload is aborted, even when the

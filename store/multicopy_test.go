@@ -28,7 +28,7 @@ func putParts(t *testing.T, st *memstore.Store, key string, body []byte, md stor
 		}
 		parts = append(parts, p)
 	}
-	obj, err := st.CompleteMultipart(ctx, key, id, parts)
+	obj, err := st.CompleteMultipart(ctx, key, id, parts, store.Condition{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,5 +114,48 @@ func TestCopyObjectPinnedAndAborted(t *testing.T) {
 	}
 	if _, ok := st.Objects()["dst"]; ok {
 		t.Error("a failed copy created dst")
+	}
+}
+
+// TestCopyObjectInPartsUnderCondition: a copy in parts completes under
+// opts.Cond, so a destination another writer created meanwhile is kept.
+func TestCopyObjectInPartsUnderCondition(t *testing.T) {
+	ctx := context.Background()
+	st := memstore.New(memstore.Options{MaxPartSize: testLimit})
+	body := bytes.Repeat([]byte{7}, 2*testLimit+1)
+	src := putParts(t, st, "src", body, nil)
+	co := store.CopyOptions{MaxSingle: testLimit}
+	cond := &store.PutOptions{Cond: store.Condition{IfNoneMatch: true}}
+	st.ResetCalls()
+
+	theirs := []byte("another writer's")
+	st.SetFault(func(op memstore.Op) error {
+		if op.Name == "CompleteMultipart" {
+			if _, err := st.Put(ctx, "dst", theirs, store.Sum(theirs), store.PutOptions{}); err != nil {
+				t.Error(err)
+			}
+		}
+		return nil
+	})
+	if _, err := store.CopyObject(ctx, st, src, "dst", cond, co); !errors.Is(err, store.ErrPrecondition) {
+		t.Fatalf("copy If-None-Match onto a key created meanwhile: %v, want ErrPrecondition", err)
+	}
+	if got := st.Objects()["dst"]; !bytes.Equal(got, theirs) {
+		t.Fatalf("dst holds %d bytes, want the other writer's", len(got))
+	}
+	if ups := st.Uploads(); len(ups) != 0 {
+		t.Errorf("uploads left behind: %v", ups)
+	}
+	creates := st.CallsTo("CreateMultipart")
+	if len(creates) != 1 || !creates[0].Cond.IfNoneMatch {
+		t.Errorf("CreateMultipart calls %+v; want one under If-None-Match", creates)
+	}
+
+	st.SetFault(nil)
+	if _, err := store.CopyObject(ctx, st, src, "fresh", cond, co); err != nil {
+		t.Fatalf("copy If-None-Match onto a fresh key: %v", err)
+	}
+	if !bytes.Equal(st.Objects()["fresh"], body) {
+		t.Fatal("fresh does not hold the source's bytes")
 	}
 }

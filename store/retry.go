@@ -54,6 +54,15 @@ type RetryOptions struct {
 // complete counts as done when the object now carries the ETag those parts
 // produce. A CreateMultipart retried that way leaves an unused upload behind,
 // which ListMultipart shows and an abort removes.
+//
+// A conditional Put or CompleteMultipart retried that way finds its own
+// object there and fails its condition (ErrPrecondition). The call then
+// counts as done when the object carries the ETag its bytes produce (the
+// body's MD5 for a Put, the parts' multipart ETag for a complete); another
+// writer that stored the very same bytes meanwhile is taken for the
+// earlier attempt, which loses nothing. A 409 ConditionalRequestConflict is
+// transient and retried like any other; a conflicting complete may find
+// its upload discarded (ErrNoSuchUpload) and must then be started again.
 func WithRetry(s Store, opts RetryOptions) Store {
 	if opts.Budget <= 0 {
 		opts.Budget = 2 * time.Minute
@@ -193,11 +202,27 @@ func (r *retrying) List(ctx context.Context, prefix, delimiter, token string, ma
 }
 
 func (r *retrying) Put(ctx context.Context, key string, body []byte, sum [md5.Size]byte, opts PutOptions) (obj Object, err error) {
-	err = r.do(ctx, "Put", key, 0, func(int) error {
+	err = r.do(ctx, "Put", key, 0, func(attempt int) error {
 		obj, err = r.s.Put(ctx, key, body, sum, opts)
+		if attempt > 1 && !opts.Cond.IsZero() && errors.Is(err, ErrPrecondition) {
+			// An earlier attempt may have stored the object.
+			if done, ok := r.landed(ctx, key, hex.EncodeToString(sum[:])); ok {
+				obj, err = done, nil
+			}
+		}
 		return err
 	})
 	return obj, err
+}
+
+// landed reports whether key now holds the object with ETag want, the one
+// an earlier attempt whose answer was lost would have stored.
+func (r *retrying) landed(ctx context.Context, key, want string) (Object, bool) {
+	if want == "" {
+		return Object{}, false
+	}
+	obj, err := r.s.Stat(ctx, key)
+	return obj, err == nil && obj.ETag == want
 }
 
 func (r *retrying) Copy(ctx context.Context, src, dst, srcETag string, opts *PutOptions) (obj Object, err error) {
@@ -211,6 +236,12 @@ func (r *retrying) Copy(ctx context.Context, src, dst, srcETag string, opts *Put
 func (r *retrying) Delete(ctx context.Context, key string) error {
 	return r.do(ctx, "Delete", key, 0, func(int) error {
 		return r.s.Delete(ctx, key)
+	})
+}
+
+func (r *retrying) DeleteIfMatch(ctx context.Context, key, etag string) error {
+	return r.do(ctx, "DeleteIfMatch", key, 0, func(int) error {
+		return r.s.DeleteIfMatch(ctx, key, etag)
 	})
 }
 
@@ -238,13 +269,13 @@ func (r *retrying) UploadPartCopy(ctx context.Context, key, uploadID string, n i
 	return p, err
 }
 
-func (r *retrying) CompleteMultipart(ctx context.Context, key, uploadID string, parts []Part) (obj Object, err error) {
+func (r *retrying) CompleteMultipart(ctx context.Context, key, uploadID string, parts []Part, cond Condition) (obj Object, err error) {
 	err = r.do(ctx, "CompleteMultipart", key, 0, func(attempt int) error {
-		obj, err = r.s.CompleteMultipart(ctx, key, uploadID, parts)
-		if attempt > 1 && errors.Is(err, ErrNoSuchUpload) {
+		obj, err = r.s.CompleteMultipart(ctx, key, uploadID, parts, cond)
+		ownObject := !cond.IsZero() && errors.Is(err, ErrPrecondition)
+		if attempt > 1 && (errors.Is(err, ErrNoSuchUpload) || ownObject) {
 			// An earlier attempt may have completed the upload.
-			want := multipartETag(parts)
-			if done, serr := r.s.Stat(ctx, key); serr == nil && want != "" && done.ETag == want {
+			if done, ok := r.landed(ctx, key, multipartETag(parts)); ok {
 				obj, err = done, nil
 			}
 		}

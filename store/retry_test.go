@@ -3,6 +3,7 @@ package store_test
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
@@ -210,7 +211,7 @@ func TestRetryLostReplies(t *testing.T) {
 		t.Fatal(err)
 	}
 	mem.SetFaultAfter(lostOnce("CompleteMultipart"))
-	obj, err := st.CompleteMultipart(ctx, "k", id, []store.Part{part1, part2})
+	obj, err := st.CompleteMultipart(ctx, "k", id, []store.Part{part1, part2}, store.Condition{})
 	if err != nil {
 		t.Fatalf("complete with a lost reply: %v", err)
 	}
@@ -236,7 +237,7 @@ func TestRetryLostReplies(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := st.CompleteMultipart(ctx, "k", id, []store.Part{{Number: 1, ETag: obj.ETag}}); !errors.Is(err, store.ErrNoSuchUpload) {
+	if _, err := st.CompleteMultipart(ctx, "k", id, []store.Part{{Number: 1, ETag: obj.ETag}}, store.Condition{}); !errors.Is(err, store.ErrNoSuchUpload) {
 		t.Fatalf("complete of a vanished upload: %v, want ErrNoSuchUpload", err)
 	}
 	mem.SetFault(nil)
@@ -253,4 +254,93 @@ func TestRetryLostReplies(t *testing.T) {
 	if err := st.AbortMultipart(ctx, "k", id); !errors.Is(err, store.ErrNoSuchUpload) {
 		t.Fatalf("second abort: %v, want ErrNoSuchUpload", err)
 	}
+}
+
+// TestRetryConditionalLostReplies: a conditional write whose reply was lost
+// finds its own object when retried and fails its condition; the retry
+// must recognise the object as its own, and only its own.
+func TestRetryConditionalLostReplies(t *testing.T) {
+	ctx := context.Background()
+	mem := memstore.New(memstore.Options{})
+	st := store.WithRetry(mem, fastRetry())
+	lostOnce := func(name string) func(memstore.Op) error {
+		var done atomic.Bool
+		return func(op memstore.Op) error {
+			if op.Name == name && !done.Swap(true) {
+				return store.ErrTransient
+			}
+			return nil
+		}
+	}
+	v1, v2 := []byte("version 1"), []byte("version 2")
+
+	mem.SetFaultAfter(lostOnce("Put"))
+	obj, err := st.Put(ctx, "k", v1, store.Sum(v1), store.PutOptions{Cond: store.Condition{IfNoneMatch: true}})
+	if err != nil || obj.ETag != md5hex(v1) {
+		t.Fatalf("Put If-None-Match with a lost reply: %+v, %v", obj, err)
+	}
+	mem.SetFaultAfter(lostOnce("Put"))
+	obj, err = st.Put(ctx, "k", v2, store.Sum(v2), store.PutOptions{Cond: store.Condition{IfMatch: obj.ETag}})
+	if err != nil || obj.ETag != md5hex(v2) {
+		t.Fatalf("Put If-Match with a lost reply: %+v, %v", obj, err)
+	}
+	if got := mem.Objects()["k"]; string(got) != string(v2) {
+		t.Fatalf("object holds %q, want %q", got, v2)
+	}
+
+	// A complete whose retry meets its own object: S3 answers
+	// NoSuchUpload, MinIO checks the condition first and answers 412.
+	for _, retryAnswer := range []error{nil, store.ErrPrecondition} {
+		mem.SetFault(nil)
+		id, err := st.CreateMultipart(ctx, "m", store.PutOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		part, err := st.UploadPart(ctx, "m", id, 1, v1, store.Sum(v1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := mem.Delete(ctx, "m"); err != nil {
+			t.Fatal(err)
+		}
+		mem.SetFaultAfter(lostOnce("CompleteMultipart"))
+		var completes atomic.Int32
+		mem.SetFault(func(op memstore.Op) error {
+			if op.Name == "CompleteMultipart" && completes.Add(1) > 1 {
+				return retryAnswer
+			}
+			return nil
+		})
+		obj, err := st.CompleteMultipart(ctx, "m", id, []store.Part{part}, store.Condition{IfNoneMatch: true})
+		if err != nil || !strings.HasSuffix(obj.ETag, "-1") {
+			t.Fatalf("complete If-None-Match with a lost reply, retry answered %v: %+v, %v", retryAnswer, obj, err)
+		}
+	}
+	mem.SetFault(nil)
+	mem.SetFaultAfter(nil)
+
+	// Another writer's object makes the retry fail, as it must.
+	other := []byte("another writer")
+	var once atomic.Bool
+	mem.SetFault(func(op memstore.Op) error {
+		if op.Name == "Put" && op.Key == "n" && !once.Swap(true) {
+			if _, err := mem.Put(ctx, "n", other, store.Sum(other), store.PutOptions{}); err != nil {
+				t.Error(err)
+			}
+			return store.ErrTransient
+		}
+		return nil
+	})
+	_, err = st.Put(ctx, "n", v1, store.Sum(v1), store.PutOptions{Cond: store.Condition{IfNoneMatch: true}})
+	if !errors.Is(err, store.ErrPrecondition) {
+		t.Fatalf("Put If-None-Match retried after another writer's Put: %v, want ErrPrecondition", err)
+	}
+	if got := mem.Objects()["n"]; string(got) != string(other) {
+		t.Fatalf("object holds %q, want the other writer's", got)
+	}
+}
+
+func md5hex(b []byte) string {
+	sum := store.Sum(b)
+	return hex.EncodeToString(sum[:])
 }

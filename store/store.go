@@ -47,7 +47,8 @@ var (
 	// errors.Is(err, fs.ErrNotExist).
 	ErrNotExist = notExist{}
 	// ErrPrecondition is returned when an If-Match ETag no longer matches
-	// (the object changed underneath us).
+	// (the object changed underneath us), and when the Condition of a write
+	// does not hold: another object is there, or none is.
 	ErrPrecondition = errors.New("store: precondition failed (object changed)")
 	// ErrNoSuchUpload is returned for an upload that was completed, aborted
 	// or never existed.
@@ -75,6 +76,11 @@ var (
 	// SlowDown, throttling, connection resets and timeouts. Implementations
 	// wrap the underlying error so that errors.Is(err, ErrTransient) holds.
 	ErrTransient = errors.New("store: transient failure")
+	// ErrNotImplemented is returned when the server does not implement
+	// what the request asked for (501 NotImplemented), such as a
+	// conditional write or delete on a server without them. Retrying
+	// cannot help.
+	ErrNotImplemented = errors.New("store: not implemented by the server")
 )
 
 type notExist struct{}
@@ -122,6 +128,43 @@ type Upload struct {
 type PutOptions struct {
 	Metadata    Metadata
 	ContentType string
+	// Cond is what the write requires of the object it replaces. Put sends
+	// it with the object; CreateMultipart sends it too, for servers that
+	// check it early (MinIO does, S3 ignores it there), but what counts is
+	// the condition given to CompleteMultipart, checked against the object
+	// current when the upload completes.
+	Cond Condition
+}
+
+// Condition is what a write requires of the object it replaces.
+//
+// A write whose condition does not hold fails with ErrPrecondition and
+// leaves the object as it was. IfMatch with no object under the key fails
+// that way too (S3 answers 404 NoSuchKey there; implementations report it
+// as ErrPrecondition, since the object the caller based the write on is
+// gone). Setting both fields asks for what cannot hold. A server without
+// conditional writes either ignores the condition, so the write succeeds
+// whatever is stored, or refuses it with ErrNotImplemented;
+// ProbeConditional tells which.
+type Condition struct {
+	IfMatch     string // the write succeeds only if the object's ETag is this ("" none)
+	IfNoneMatch bool   // the write succeeds only if no object exists under the key
+}
+
+// IsZero reports whether c asks nothing: the write replaces whatever is there.
+func (c Condition) IsZero() bool { return c.IfMatch == "" && !c.IfNoneMatch }
+
+// String describes c for error messages, as the headers that carry it.
+func (c Condition) String() string {
+	switch {
+	case c.IsZero():
+		return "no condition"
+	case c.IfMatch != "" && c.IfNoneMatch:
+		return "If-Match " + c.IfMatch + " and If-None-Match *"
+	case c.IfMatch != "":
+		return "If-Match " + c.IfMatch
+	}
+	return "If-None-Match *"
 }
 
 // Store is the narrow view of an S3 bucket that partfs uses. All keys are
@@ -139,7 +182,8 @@ type Store interface {
 	// first page and ListPage.Next after that; max <= 0 means the server's
 	// default page size.
 	List(ctx context.Context, prefix, delimiter, token string, max int) (ListPage, error)
-	// Put stores body as key in one request carrying Content-MD5 = md5.
+	// Put stores body as key in one request carrying Content-MD5 = md5,
+	// if opts.Cond holds (ErrPrecondition otherwise).
 	Put(ctx context.Context, key string, body []byte, md5 [md5.Size]byte, opts PutOptions) (Object, error)
 	// Copy copies src to dst server-side; with a non-empty srcETag the copy
 	// fails with ErrPrecondition if src changed. A nil opts keeps src's
@@ -149,8 +193,16 @@ type Store interface {
 	Copy(ctx context.Context, src, dst, srcETag string, opts *PutOptions) (Object, error)
 	// Delete removes key. Deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error
+	// DeleteIfMatch removes key only if its ETag is etag (non-empty):
+	// ErrPrecondition if another version is there; nil if the key is
+	// missing. A server that refuses the condition answers
+	// ErrNotImplemented; one that ignores it deletes whatever version is
+	// there.
+	DeleteIfMatch(ctx context.Context, key, etag string) error
 
 	// CreateMultipart starts a multipart upload for key and returns its ID.
+	// A server may check opts.Cond already (ErrPrecondition); the check
+	// that counts is CompleteMultipart's.
 	CreateMultipart(ctx context.Context, key string, opts PutOptions) (string, error)
 	// UploadPart sends part number n (1..MaxParts) with Content-MD5 = md5 and
 	// returns the part's ETag. Re-sending n replaces the earlier part.
@@ -159,8 +211,11 @@ type Store interface {
 	// srcETag when it is non-empty (ErrPrecondition if src changed).
 	UploadPartCopy(ctx context.Context, key, uploadID string, n int32, src, srcETag string, off, length int64) (Part, error)
 	// CompleteMultipart assembles the listed parts, in ascending order, into
-	// the object. Afterwards the upload ID answers ErrNoSuchUpload.
-	CompleteMultipart(ctx context.Context, key, uploadID string, parts []Part) (Object, error)
+	// the object, if cond holds for the object current at that moment.
+	// Afterwards the upload ID answers ErrNoSuchUpload. When cond does not
+	// hold (ErrPrecondition) the caller aborts the upload; a server may
+	// have discarded it already, and the abort answers ErrNoSuchUpload.
+	CompleteMultipart(ctx context.Context, key, uploadID string, parts []Part, cond Condition) (Object, error)
 	// AbortMultipart discards an upload and its parts. Aborting an unknown
 	// upload is ErrNoSuchUpload.
 	AbortMultipart(ctx context.Context, key, uploadID string) error

@@ -45,8 +45,8 @@ func newETagLog(st *memstore.Store) *etagLog {
 	return &etagLog{Store: st, completed: map[string]string{}, pinned: map[string]string{}}
 }
 
-func (e *etagLog) CompleteMultipart(ctx context.Context, key, id string, parts []store.Part) (store.Object, error) {
-	obj, err := e.Store.CompleteMultipart(ctx, key, id, parts)
+func (e *etagLog) CompleteMultipart(ctx context.Context, key, id string, parts []store.Part, cond store.Condition) (store.Object, error) {
+	obj, err := e.Store.CompleteMultipart(ctx, key, id, parts, cond)
 	if err == nil {
 		e.mu.Lock()
 		e.completed[key] = obj.ETag

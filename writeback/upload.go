@@ -29,6 +29,7 @@ type upload struct {
 	w      *Writer
 	key    string
 	id     string
+	cond   store.Condition // the PutOptions.Cond the upload was created with
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -57,7 +58,7 @@ func (w *Writer) startUploadUnder(ctx, parent context.Context, key string, opts 
 		return nil, fmt.Errorf("start multipart upload of %q: %w", key, err)
 	}
 	w.log.Debug("multipart upload started", "key", key)
-	return &upload{w: w, key: key, id: id, ctx: uctx, cancel: cancel,
+	return &upload{w: w, key: key, id: id, cond: opts.Cond, ctx: uctx, cancel: cancel,
 		numbers: map[int]bool{}, parts: map[int32]store.Part{}}, nil
 }
 
@@ -232,7 +233,7 @@ func (u *upload) complete(ctx context.Context, last int) (store.Object, error) {
 	if len(parts) != last {
 		return store.Object{}, fmt.Errorf("complete %q: %d of parts 1..%d were stored", u.key, len(parts), last)
 	}
-	obj, err := u.w.st.CompleteMultipart(u.ctx, u.key, u.id, parts)
+	obj, err := u.w.st.CompleteMultipart(u.ctx, u.key, u.id, parts, u.cond)
 	if err != nil {
 		return store.Object{}, fmt.Errorf("complete multipart upload of %q (%d parts): %w", u.key, len(parts), err)
 	}

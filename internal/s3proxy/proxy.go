@@ -5,11 +5,12 @@
 //
 // Every request becomes a Request: method, path, the bucket and key decoded
 // from a path-style path, the query (uploadId, partNumber, uploads, x-id), the
-// S3 operation inferred from them, the headers (Content-MD5 and any SSE-C
-// header among them), the size and MD5 of the body bytes as received, the
-// status sent back, and start and end times. Requests returns snapshots, so a
-// test can look at requests still in flight (for instance parts that arrive
-// while the writer is still writing).
+// S3 operation inferred from them, the headers (Content-MD5, If-Match,
+// If-None-Match and any SSE-C header among them), the size and MD5 of the
+// body bytes as received, the status sent back, and start and end times.
+// Requests returns snapshots, so a test can look at requests still in
+// flight (for instance parts that arrive while the writer is still
+// writing).
 //
 // # Faults
 //
@@ -30,8 +31,27 @@
 // against the Host it receives without comparing it with its own address.
 // Bodies are streamed (hashed on the way through), never buffered whole.
 //
+// The one exception is SetStripConditions, which changes signed headers:
+// the proxy then signs those requests again, with Options.SecretKey.
+//
 // Only path-style requests (http://host/bucket/key) are decoded; partfs uses
 // path style whenever an endpoint is given.
+//
+// # Servers without conditional writes
+//
+// SetRejectConditions and SetStripConditions make the server behind the
+// proxy look like one without conditional writes. Both act on PutObject,
+// CreateMultipartUpload, CompleteMultipartUpload and DeleteObject requests
+// that carry If-Match or If-None-Match (never on GET, HEAD or the
+// x-amz-copy-source-if-* headers of copies). Reject answers them 501
+// NotImplemented, as a server that refuses the headers does; strip removes
+// the two headers and forwards the request, as if the server ignored them.
+// Since SigV4 signs every header the client sent, stripping needs the
+// secret key the client signs with (Options.SecretKey) to sign the changed
+// request again; the proxy refuses a request it cannot re-sign (one signed
+// in the query string, a chunk-signed body) with 400 rather than forward it
+// unchanged. Request.IfMatch and Request.IfNoneMatch record the headers as
+// received either way.
 package s3proxy
 
 import (
@@ -60,6 +80,10 @@ type Options struct {
 	Listen string
 	// Logger receives one debug line per request; nil discards.
 	Logger *slog.Logger
+	// SecretKey is the secret of the access key clients sign with. It is
+	// needed only to sign again the requests that SetStripConditions
+	// changes.
+	SecretKey string
 }
 
 // Proxy is a running recording proxy. Its methods are safe for concurrent use.
@@ -69,6 +93,7 @@ type Proxy struct {
 	server    *http.Server
 	transport *http.Transport
 	log       *slog.Logger
+	secret    string
 
 	mu       sync.Mutex
 	addr     string                // guarded by mu; the address listened on
@@ -76,6 +101,8 @@ type Proxy struct {
 	gone     chan struct{}         // guarded by mu; closed when the proxy goes down or closes
 	conns    map[net.Conn]struct{} // guarded by mu; the client connections open
 	fault    FaultFunc             // guarded by mu
+	reject   bool                  // guarded by mu; SetRejectConditions
+	strip    bool                  // guarded by mu; SetStripConditions
 	requests []*Request            // guarded by mu; records are updated in place under mu
 	seq      int                   // guarded by mu
 }
@@ -101,6 +128,7 @@ func New(opts Options) (*Proxy, error) {
 		target:   target,
 		listener: ln,
 		log:      log,
+		secret:   opts.SecretKey,
 		addr:     ln.Addr().String(),
 		gone:     make(chan struct{}),
 		conns:    make(map[net.Conn]struct{}),
@@ -128,7 +156,13 @@ func New(opts Options) (*Proxy, error) {
 // Start starts a proxy in front of target for the duration of a test.
 func Start(tb testing.TB, target string) *Proxy {
 	tb.Helper()
-	p, err := New(Options{Target: target})
+	return StartWith(tb, Options{Target: target})
+}
+
+// StartWith starts a proxy with opts for the duration of a test.
+func StartWith(tb testing.TB, opts Options) *Proxy {
+	tb.Helper()
+	p, err := New(opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -216,6 +250,30 @@ func (p *Proxy) SetFault(f FaultFunc) {
 	p.fault = f
 }
 
+// SetRejectConditions makes the proxy answer conditional writes and deletes
+// arriving from now on with 501 NotImplemented, without forwarding them, as
+// a server without conditional writes that refuses the headers does. It
+// applies where the fault hook asks for no fault, and wins over
+// SetStripConditions.
+func (p *Proxy) SetRejectConditions(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.reject = on
+}
+
+// SetStripConditions makes the proxy remove If-Match and If-None-Match from
+// conditional writes and deletes arriving from now on and forward them
+// signed again, so that the server acts as one that ignores conditions. It
+// panics when the proxy was given no Options.SecretKey to sign with.
+func (p *Proxy) SetStripConditions(on bool) {
+	if on && p.secret == "" {
+		panic("s3proxy: SetStripConditions needs Options.SecretKey to sign the requests it changes")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.strip = on
+}
+
 // Requests returns a snapshot of every request recorded so far, in arrival
 // order, including those still in flight.
 func (p *Proxy) Requests() []Request {
@@ -284,8 +342,37 @@ func (p *Proxy) WaitIdle(ctx context.Context) error {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec, fault := p.begin(r)
 	body := &hashingReader{r: r.Body, h: md5.New()}
+	fault = p.conditions(r, rec, fault)
 	status, errText := p.serve(w, r, body, fault)
 	p.finish(rec, body, status, errText)
+}
+
+// conditionalOps are the requests whose If-Match and If-None-Match
+// SetRejectConditions and SetStripConditions act on.
+var conditionalOps = map[string]bool{
+	OpPutObject: true, OpCreateMultipartUpload: true, OpCompleteMultipartUpload: true, OpDeleteObject: true,
+}
+
+// conditions applies SetRejectConditions and SetStripConditions to r and
+// returns the fault to carry out.
+func (p *Proxy) conditions(r *http.Request, rec *Request, f Fault) Fault {
+	p.mu.Lock()
+	reject, strip := p.reject, p.strip
+	op, conditional := rec.Op, rec.IfMatch != "" || rec.IfNoneMatch != ""
+	p.mu.Unlock()
+	if !conditional || !conditionalOps[op] || f.Kind != FaultNone || (!reject && !strip) {
+		return f
+	}
+	if reject {
+		f = Error(http.StatusNotImplemented, "NotImplemented", "A header you provided implies functionality that is not implemented")
+	} else if err := resign(r, p.secret, "If-Match", "If-None-Match"); err != nil {
+		f = Error(http.StatusBadRequest, "InvalidRequest", "s3proxy cannot strip the conditions of this request: "+err.Error())
+	}
+	p.mu.Lock()
+	rec.Fault = f
+	rec.ConditionsStripped = f.Kind == FaultNone
+	p.mu.Unlock()
+	return f
 }
 
 // begin records r and asks the fault hook about it.

@@ -69,6 +69,13 @@ type Request struct {
 	ContentMD5 string // the Content-MD5 header, base64; "" when absent
 	// SSECustomer reports that at least one SSE-C header was present.
 	SSECustomer bool
+	// IfMatch and IfNoneMatch are the If-Match and If-None-Match headers
+	// as received ("" when absent), the preconditions of a conditional
+	// write; ConditionsStripped reports that SetStripConditions removed
+	// them before forwarding.
+	IfMatch            string
+	IfNoneMatch        string
+	ConditionsStripped bool
 	// ContentLength is the declared length (-1 when unknown).
 	ContentLength int64
 	// BodySize and BodyMD5 cover the body bytes the proxy actually received.
@@ -114,6 +121,8 @@ func newRequest(r *http.Request, seq int, start time.Time) *Request {
 		Header:        r.Header.Clone(),
 		Host:          r.Host,
 		ContentMD5:    r.Header.Get("Content-MD5"),
+		IfMatch:       r.Header.Get("If-Match"),
+		IfNoneMatch:   r.Header.Get("If-None-Match"),
 		ContentLength: r.ContentLength,
 		Start:         start,
 	}

@@ -43,6 +43,9 @@ type Op struct {
 	Src      string // Copy and UploadPartCopy
 	Off      int64  // Get and UploadPartCopy
 	Length   int64  // Get and UploadPartCopy
+	// Cond is the condition of Put, CreateMultipart and CompleteMultipart,
+	// and DeleteIfMatch's ETag as Cond.IfMatch.
+	Cond store.Condition
 }
 
 // Call is one entry of the call log.

@@ -19,6 +19,15 @@
 //     rejected, as S3 rejects it.
 //   - Put and Copy refuse keys longer than S3's 1,024 bytes
 //     (store.ErrKeyTooLong).
+//   - Conditional writes (store.Condition) are checked as S3 checks them,
+//     atomically with the write: Put against the object there; CreateMultipart
+//     at once, as MinIO does; CompleteMultipart against the object current
+//     when the upload completes, after the upload ID (store.ErrNoSuchUpload
+//     comes first) and before the parts. A failed condition is
+//     store.ErrPrecondition, including If-Match on a key with no object, and
+//     leaves the upload open. DeleteIfMatch deletes only the version named.
+//     Options.IgnoreConditions and Options.RejectConditions imitate servers
+//     without the feature.
 //   - Metadata keys are lower-cased, as S3 returns them; LastModified has
 //     whole seconds, as a HEAD request reports it.
 //
@@ -73,6 +82,14 @@ type Options struct {
 	MinPartSize int64
 	// Now stamps objects and uploads; default time.Now.
 	Now func() time.Time
+	// IgnoreConditions makes the store accept conditional writes and
+	// deletes and act as if they carried no condition, as a server
+	// predating conditional writes does.
+	IgnoreConditions bool
+	// RejectConditions makes the store answer every conditional write and
+	// DeleteIfMatch with store.ErrNotImplemented, as a server that refuses
+	// the headers does (501 NotImplemented). It wins over IgnoreConditions.
+	RejectConditions bool
 }
 
 // Store is an in-memory bucket. It is safe for concurrent use.
@@ -181,7 +198,7 @@ func clip(data []byte, off, length int64) []byte {
 
 // Put implements store.Store.
 func (s *Store) Put(ctx context.Context, key string, body []byte, sum [md5.Size]byte, opts store.PutOptions) (obj store.Object, err error) {
-	op := Op{Name: "Put", Key: key}
+	op := Op{Name: "Put", Key: key, Cond: opts.Cond}
 	defer s.record(op, len(body), sum, &err)
 	if err = s.before(ctx, op); err != nil {
 		return store.Object{}, err
@@ -195,6 +212,9 @@ func (s *Store) Put(ctx context.Context, key string, body []byte, sum [md5.Size]
 	if md5.Sum(body) != sum {
 		return store.Object{}, fmt.Errorf("put %q: %w", key, store.ErrBadDigest)
 	}
+	if err = s.refuse("put", key, opts.Cond); err != nil {
+		return store.Object{}, err
+	}
 	o := &object{
 		data:        bytes.Clone(body),
 		etag:        hex.EncodeToString(sum[:]),
@@ -203,9 +223,43 @@ func (s *Store) Put(ctx context.Context, key string, body []byte, sum [md5.Size]
 		contentType: opts.ContentType,
 	}
 	s.mu.Lock()
-	s.objects[key] = o
+	err = s.conditionLocked(key, opts.Cond)
+	if err == nil {
+		s.objects[key] = o
+	}
 	s.mu.Unlock()
+	if err != nil {
+		return store.Object{}, fmt.Errorf("put %q: %w", key, err)
+	}
 	return o.info(key), s.after(op)
+}
+
+// refuse is RejectConditions' answer to a write under condition c.
+func (s *Store) refuse(what, key string, c store.Condition) error {
+	if c.IsZero() || !s.opts.RejectConditions {
+		return nil
+	}
+	return fmt.Errorf("%s %q with %s: %w", what, key, c, store.ErrNotImplemented)
+}
+
+// conditionLocked checks c against the object now stored under key.
+func (s *Store) conditionLocked(key string, c store.Condition) error {
+	if c.IsZero() || s.opts.IgnoreConditions {
+		return nil
+	}
+	o, ok := s.objects[key]
+	if c.IfMatch != "" {
+		if !ok {
+			return fmt.Errorf("%s: no object there: %w", c, store.ErrPrecondition)
+		}
+		if trimQuotes(c.IfMatch) != o.etag {
+			return fmt.Errorf("%s: the object is %s: %w", c, o.etag, store.ErrPrecondition)
+		}
+	}
+	if c.IfNoneMatch && ok {
+		return fmt.Errorf("%s: object %s is there: %w", c, o.etag, store.ErrPrecondition)
+	}
+	return nil
 }
 
 // Copy implements store.Store.
@@ -271,6 +325,34 @@ func (s *Store) Delete(ctx context.Context, key string) (err error) {
 	s.mu.Lock()
 	delete(s.objects, key)
 	s.mu.Unlock()
+	return s.after(op)
+}
+
+// DeleteIfMatch implements store.Store.
+func (s *Store) DeleteIfMatch(ctx context.Context, key, etag string) (err error) {
+	op := Op{Name: "DeleteIfMatch", Key: key, Cond: store.Condition{IfMatch: etag}}
+	defer s.record(op, 0, [md5.Size]byte{}, &err)
+	if err = s.before(ctx, op); err != nil {
+		return err
+	}
+	if etag == "" {
+		return fmt.Errorf("delete %q if it matches: no ETag given", key)
+	}
+	if err = s.refuse("delete", key, op.Cond); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if o, ok := s.objects[key]; ok {
+		if o.etag != trimQuotes(etag) && !s.opts.IgnoreConditions {
+			err = fmt.Errorf("delete %q if it is %s: it is %s: %w", key, trimQuotes(etag), o.etag, store.ErrPrecondition)
+		} else {
+			delete(s.objects, key)
+		}
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	return s.after(op)
 }
 

@@ -93,7 +93,7 @@ func TestFaultsAndCallLog(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := s.CompleteMultipart(ctx, "k", id, []store.Part{part1, part2}); !errors.Is(err, store.ErrTransient) {
+	if _, err := s.CompleteMultipart(ctx, "k", id, []store.Part{part1, part2}, store.Condition{}); !errors.Is(err, store.ErrTransient) {
 		t.Fatalf("lost reply: %v, want ErrTransient", err)
 	}
 	s.SetFaultAfter(nil)

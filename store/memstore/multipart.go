@@ -28,15 +28,23 @@ type part struct {
 
 // CreateMultipart implements store.Store.
 func (s *Store) CreateMultipart(ctx context.Context, key string, opts store.PutOptions) (id string, err error) {
-	op := Op{Name: "CreateMultipart", Key: key}
+	op := Op{Name: "CreateMultipart", Key: key, Cond: opts.Cond}
 	defer s.record(op, 0, [md5.Size]byte{}, &err)
 	if err = s.before(ctx, op); err != nil {
+		return "", err
+	}
+	if err = s.refuse("create multipart upload of", key, opts.Cond); err != nil {
 		return "", err
 	}
 	// Random bytes keep IDs from being guessable across stores, as S3's are.
 	var r [8]byte
 	_, _ = rand.Read(r[:])
 	s.mu.Lock()
+	// MinIO checks the condition here already; S3 only at completion.
+	if err = s.conditionLocked(key, opts.Cond); err != nil {
+		s.mu.Unlock()
+		return "", fmt.Errorf("create multipart upload of %q: %w", key, err)
+	}
 	s.nextUpload++
 	id = fmt.Sprintf("%d-%s", s.nextUpload, hex.EncodeToString(r[:]))
 	s.uploads[id] = &upload{
@@ -145,14 +153,17 @@ func (s *Store) copyRangeLocked(src, srcETag string, off, length int64) ([]byte,
 }
 
 // CompleteMultipart implements store.Store.
-func (s *Store) CompleteMultipart(ctx context.Context, key, uploadID string, parts []store.Part) (obj store.Object, err error) {
-	op := Op{Name: "CompleteMultipart", Key: key, UploadID: uploadID}
+func (s *Store) CompleteMultipart(ctx context.Context, key, uploadID string, parts []store.Part, cond store.Condition) (obj store.Object, err error) {
+	op := Op{Name: "CompleteMultipart", Key: key, UploadID: uploadID, Cond: cond}
 	defer s.record(op, 0, [md5.Size]byte{}, &err)
 	if err = s.before(ctx, op); err != nil {
 		return store.Object{}, err
 	}
+	if err = s.refuse("complete", key, cond); err != nil {
+		return store.Object{}, err
+	}
 	s.mu.Lock()
-	o, err := s.completeLocked(key, uploadID, parts)
+	o, err := s.completeLocked(key, uploadID, parts, cond)
 	s.mu.Unlock()
 	if err != nil {
 		return store.Object{}, fmt.Errorf("complete %q: %w", key, err)
@@ -160,9 +171,12 @@ func (s *Store) CompleteMultipart(ctx context.Context, key, uploadID string, par
 	return o.info(key), s.after(op)
 }
 
-func (s *Store) completeLocked(key, uploadID string, parts []store.Part) (*object, error) {
+func (s *Store) completeLocked(key, uploadID string, parts []store.Part, cond store.Condition) (*object, error) {
 	u, err := s.uploadLocked(key, uploadID)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.conditionLocked(key, cond); err != nil {
 		return nil, err
 	}
 	if len(parts) == 0 {

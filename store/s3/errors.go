@@ -46,6 +46,13 @@ var codeSentinels = map[string]error{
 	"TooManyRequests":       store.ErrTransient,
 	"OperationAborted":      store.ErrTransient,
 
+	// A conditional write raced another write of the key; S3 says to
+	// retry it.
+	"ConditionalRequestConflict": store.ErrTransient,
+	// A header implies functionality the server lacks (501), such as
+	// conditional writes on an older server: retrying cannot help.
+	"NotImplemented": store.ErrNotImplemented,
+
 	"KeyTooLongError": store.ErrKeyTooLong,
 	// MinIO's answer for keys it cannot map onto its disks' file names;
 	// partfs sends no empty, "." or ".." segments, so this is a segment
@@ -105,6 +112,8 @@ func classify(err error) error {
 			return store.ErrPrecondition
 		case status == http.StatusForbidden:
 			return store.ErrAccessDenied
+		case status == http.StatusNotImplemented:
+			return store.ErrNotImplemented
 		case status == http.StatusTooManyRequests, status >= 500:
 			return store.ErrTransient
 		case status >= 300:

@@ -63,6 +63,10 @@ func TestClassify(t *testing.T) {
 		{"502", apiError(502, ""), store.ErrTransient},
 		{"429", apiError(429, ""), store.ErrTransient},
 		{"other 400", apiError(400, "InvalidArgument"), nil},
+		{"ConditionalRequestConflict", apiError(409, "ConditionalRequestConflict"), store.ErrTransient},
+		{"other 409", apiError(409, "BucketNotEmpty"), nil},
+		{"NotImplemented", apiError(501, "NotImplemented"), store.ErrNotImplemented},
+		{"bare 501", apiError(501, ""), store.ErrNotImplemented},
 		{"connection reset", &smithyhttp.RequestSendError{Err: &url.Error{Op: "Put", URL: "u", Err: reset}}, store.ErrTransient},
 		{"unexpected EOF", fmt.Errorf("read body: %w", io.ErrUnexpectedEOF), store.ErrTransient},
 		{"EOF", &smithy.DeserializationError{Err: io.EOF}, store.ErrTransient},
@@ -101,6 +105,45 @@ func TestWrapErr(t *testing.T) {
 	}
 	if s.wrapErr(ctx, "get", "k", nil) != nil {
 		t.Fatal("wrapErr(nil) != nil")
+	}
+}
+
+// TestWriteFailed checks the errors of conditional writes: S3 answers an
+// If-Match write to a key with no object 404 NoSuchKey, which the caller
+// must see as a failed condition, not as a missing file.
+func TestWriteFailed(t *testing.T) {
+	s := &Store{bucket: "bkt", endpoint: "http://127.0.0.1:1"}
+	ctx := context.Background()
+	w := &watch{parent: ctx, ctx: ctx}
+	ifMatch := store.Condition{IfMatch: "abc"}
+	ifNone := store.Condition{IfNoneMatch: true}
+	tests := []struct {
+		name string
+		cond store.Condition
+		err  error
+		want error
+		not  error
+	}{
+		{"412 If-None-Match", ifNone, apiError(412, "PreconditionFailed"), store.ErrPrecondition, nil},
+		{"412 If-Match", ifMatch, apiError(412, "PreconditionFailed"), store.ErrPrecondition, nil},
+		{"If-Match on no object", ifMatch, apiError(404, "NoSuchKey"), store.ErrPrecondition, store.ErrNotExist},
+		{"If-Match, bare 404", ifMatch, apiError(404, ""), store.ErrPrecondition, store.ErrNotExist},
+		{"If-Match, no upload", ifMatch, apiError(404, "NoSuchUpload"), store.ErrNoSuchUpload, store.ErrPrecondition},
+		{"If-Match, no bucket", ifMatch, apiError(404, "NoSuchBucket"), ErrNoSuchBucket, store.ErrPrecondition},
+		{"unconditional 404", store.Condition{}, apiError(404, "NoSuchKey"), store.ErrNotExist, store.ErrPrecondition},
+		{"409 conflict", ifNone, apiError(409, "ConditionalRequestConflict"), store.ErrTransient, store.ErrPrecondition},
+		{"501", ifNone, apiError(501, "NotImplemented"), store.ErrNotImplemented, store.ErrTransient},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := s.writeFailed(w, "put", "k", tt.cond, tt.err)
+			if !errors.Is(err, tt.want) || (tt.not != nil && errors.Is(err, tt.not)) {
+				t.Fatalf("writeFailed = %v; want %v and not %v", err, tt.want, tt.not)
+			}
+			if !tt.cond.IsZero() && !strings.Contains(err.Error(), tt.cond.String()) {
+				t.Fatalf("writeFailed = %q; does not name the condition %s", err, tt.cond)
+			}
+		})
 	}
 }
 

@@ -15,7 +15,8 @@ import (
 	"github.com/partfs/partfs/store"
 )
 
-// CreateMultipart implements store.Store.
+// CreateMultipart implements store.Store. opts.Cond goes out as headers,
+// which MinIO checks at once and S3 leaves to CompleteMultipart.
 func (s *Store) CreateMultipart(ctx context.Context, key string, opts store.PutOptions) (string, error) {
 	in := &s3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &key, Metadata: opts.Metadata}
 	if opts.ContentType != "" {
@@ -23,11 +24,15 @@ func (s *Store) CreateMultipart(ctx context.Context, key string, opts store.PutO
 	}
 	in.ServerSideEncryption, in.SSEKMSKeyId = s.sse.server()
 	in.SSECustomerAlgorithm, in.SSECustomerKey, in.SSECustomerKeyMD5 = s.sse.customer()
+	var optFns []func(*s3.Options)
+	if !opts.Cond.IsZero() {
+		optFns = append(optFns, withCondition(opts.Cond))
+	}
 	w := s.watch(ctx, false)
-	out, err := s.client.CreateMultipartUpload(w.ctx, in)
+	out, err := s.client.CreateMultipartUpload(w.ctx, in, optFns...)
 	w.end()
 	if err != nil {
-		return "", s.failed(w, "create multipart upload", key, err)
+		return "", s.writeFailed(w, "create multipart upload", key, opts.Cond, err)
 	}
 	return aws.ToString(out.UploadId), nil
 }
@@ -104,7 +109,7 @@ func (s *Store) UploadPartCopy(ctx context.Context, key, uploadID string, n int3
 // CompleteMultipart implements store.Store. The answer carries no size, so
 // it is the sum of the parts' sizes when every part has one, and otherwise
 // read back with a HEAD pinned to the new ETag.
-func (s *Store) CompleteMultipart(ctx context.Context, key, uploadID string, parts []store.Part) (store.Object, error) {
+func (s *Store) CompleteMultipart(ctx context.Context, key, uploadID string, parts []store.Part, cond store.Condition) (store.Object, error) {
 	if len(parts) == 0 {
 		return store.Object{}, fmt.Errorf("s3 complete %q: empty part list: %w", key, store.ErrInvalidPart)
 	}
@@ -122,12 +127,13 @@ func (s *Store) CompleteMultipart(ctx context.Context, key, uploadID string, par
 		UploadId:        &uploadID,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: completed},
 	}
+	in.IfMatch, in.IfNoneMatch = conditionHeaders(cond)
 	in.SSECustomerAlgorithm, in.SSECustomerKey, in.SSECustomerKeyMD5 = s.sse.customer()
 	w := s.watch(ctx, true)
 	out, err := s.client.CompleteMultipartUpload(w.ctx, in)
 	w.end()
 	if err != nil {
-		return store.Object{}, s.failed(w, "complete", key, err)
+		return store.Object{}, s.writeFailed(w, "complete", key, cond, err)
 	}
 	obj := store.Object{Key: key, Size: size, ETag: unquote(aws.ToString(out.ETag)), LastModified: serverTime(out.ResultMetadata)}
 	if !sized {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/partfs/partfs/store"
 )
@@ -150,11 +152,12 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, sum [md5.Size]
 	if opts.ContentType != "" {
 		in.ContentType = &opts.ContentType
 	}
+	in.IfMatch, in.IfNoneMatch = conditionHeaders(opts.Cond)
 	in.ServerSideEncryption, in.SSEKMSKeyId = s.sse.server()
 	in.SSECustomerAlgorithm, in.SSECustomerKey, in.SSECustomerKeyMD5 = s.sse.customer()
 	out, err := s.client.PutObject(w.ctx, in, s.bodyOpts...)
 	if err != nil {
-		return store.Object{}, s.failed(w, "put", key, err)
+		return store.Object{}, s.writeFailed(w, "put", key, opts.Cond, err)
 	}
 	return store.Object{
 		Key:          key,
@@ -226,6 +229,80 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return nil
 	}
 	return s.wrapErr(ctx, "delete", key, err)
+}
+
+// DeleteIfMatch implements store.Store with a DeleteObject carrying
+// If-Match. A 412 is checked with a HEAD: a key with no object at all is
+// deleted, whatever a server answers for it.
+func (s *Store) DeleteIfMatch(ctx context.Context, key, etag string) error {
+	if etag == "" {
+		return fmt.Errorf("s3 delete %q if it matches: no ETag given", key)
+	}
+	op := "delete (If-Match " + unquote(etag) + ")"
+	w := s.watch(ctx, false)
+	_, err := s.client.DeleteObject(w.ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key, IfMatch: aws.String(quote(etag))})
+	w.end()
+	if err == nil {
+		return nil
+	}
+	switch classify(err) {
+	case store.ErrNotExist:
+		if !isCode(err, "NoSuchBucket") {
+			return nil
+		}
+	case store.ErrPrecondition:
+		if _, herr := s.head(ctx, "stat", key, ""); errors.Is(herr, store.ErrNotExist) && !errors.Is(herr, ErrNoSuchBucket) {
+			return nil
+		}
+	}
+	return s.failed(w, op, key, err)
+}
+
+// conditionHeaders returns the If-Match and If-None-Match values that carry
+// c, nil when absent.
+func conditionHeaders(c store.Condition) (ifMatch, ifNoneMatch *string) {
+	if c.IfMatch != "" {
+		ifMatch = aws.String(quote(c.IfMatch))
+	}
+	if c.IfNoneMatch {
+		ifNoneMatch = aws.String("*")
+	}
+	return ifMatch, ifNoneMatch
+}
+
+// withCondition adds c's headers to a request whose input has no fields
+// for them (CreateMultipartUpload). They are set before signing, so they
+// are signed like the rest.
+func withCondition(c store.Condition) func(*s3.Options) {
+	ifMatch, ifNoneMatch := conditionHeaders(c)
+	add := middleware.BuildMiddlewareFunc("partfsCondition", func(ctx context.Context, in middleware.BuildInput, next middleware.BuildHandler) (middleware.BuildOutput, middleware.Metadata, error) {
+		if req, ok := in.Request.(*smithyhttp.Request); ok {
+			if ifMatch != nil {
+				req.Header.Set("If-Match", *ifMatch)
+			}
+			if ifNoneMatch != nil {
+				req.Header.Set("If-None-Match", *ifNoneMatch)
+			}
+		}
+		return next.HandleBuild(ctx, in)
+	})
+	return s3.WithAPIOptions(func(stack *middleware.Stack) error {
+		return stack.Build.Add(add, middleware.After)
+	})
+}
+
+// writeFailed is failed for a write made under condition c. S3 answers a
+// write with If-Match on a key with no object 404 NoSuchKey; the object the
+// write was based on is gone, which is ErrPrecondition to the caller.
+func (s *Store) writeFailed(w *watch, op, key string, c store.Condition, err error) error {
+	if c.IsZero() {
+		return s.failed(w, op, key, err)
+	}
+	op += " (" + c.String() + ")"
+	if c.IfMatch != "" && classify(err) == store.ErrNotExist && !isCode(err, "NoSuchBucket") {
+		return fmt.Errorf("s3 %s %q: no object there: %w: %w", op, key, store.ErrPrecondition, err)
+	}
+	return s.failed(w, op, key, err)
 }
 
 // copySource is the x-amz-copy-source value for key: the bucket and key,

@@ -33,6 +33,13 @@
 // sentinels (store.ErrNotExist, store.ErrPrecondition, store.ErrTransient, …)
 // so callers use errors.Is; the SDK error stays in the chain for errors.As.
 // SSE-C keys and credentials never appear in errors or logs.
+//
+// Conditional writes (store.Condition) fail with store.ErrPrecondition when
+// the condition does not hold, which S3 answers 412, or 404 NoSuchKey for
+// If-Match on a key with no object. A 409 ConditionalRequestConflict, a race
+// with another conditional write that S3 says to retry, is
+// store.ErrTransient. A 501 NotImplemented, the answer of a server without
+// the feature, is store.ErrNotImplemented and never retried.
 package s3
 
 import (

@@ -55,11 +55,13 @@ func newStore(t testing.TB, opts s3.Options) *s3.Store {
 	return st
 }
 
+// TestConformance runs the suite against the pinned MinIO, which ignores
+// If-Match on DeleteObject (see TestProbeConditional).
 func TestConformance(t *testing.T) {
 	srv := miniotest.Shared(t)
-	storetest.Run(t, func(t *testing.T) store.Store {
+	storetest.RunWith(t, func(t *testing.T) store.Store {
 		return newStore(t, options(t, srv))
-	})
+	}, storetest.Quirks{DeleteIfMatch: store.ConditionalIgnored})
 }
 
 // TestCABundleEnv runs with AWS_CA_BUNDLE set, as many users' environments
@@ -262,7 +264,7 @@ func TestCopyKeys(t *testing.T) {
 			if err != nil {
 				t.Fatalf("UploadPartCopy: %v", err)
 			}
-			if _, err := st.CompleteMultipart(ctx, "mp/"+k, id, []store.Part{p}); err != nil {
+			if _, err := st.CompleteMultipart(ctx, "mp/"+k, id, []store.Part{p}, store.Condition{}); err != nil {
 				t.Fatalf("CompleteMultipart: %v", err)
 			}
 			if got := get(t, st, "mp/"+k, 0, -1, ""); !bytes.Equal(got, body[5:]) {
@@ -440,7 +442,7 @@ func TestSSECustomerKey(t *testing.T) {
 	if err != nil {
 		t.Fatalf("UploadPartCopy: %v", err)
 	}
-	big, err := st.CompleteMultipart(ctx, "big", id, []store.Part{p1, p2})
+	big, err := st.CompleteMultipart(ctx, "big", id, []store.Part{p1, p2}, store.Condition{})
 	if err != nil {
 		t.Fatalf("CompleteMultipart: %v", err)
 	}
@@ -510,5 +512,22 @@ func TestBadDigest(t *testing.T) {
 	_, err := st.Put(t.Context(), "k", body, store.Sum([]byte("another body")), store.PutOptions{})
 	if !errors.Is(err, store.ErrBadDigest) || !strings.Contains(err.Error(), `"k"`) {
 		t.Fatalf("Put with a wrong MD5: %v, want ErrBadDigest naming the key", err)
+	}
+}
+
+// TestProbeConditional runs the probe against the pinned MinIO, which
+// checks conditional writes, and shows what it does with If-Match on
+// DeleteObject: it ignores the header and deletes whatever is there.
+func TestProbeConditional(t *testing.T) {
+	st := newStore(t, options(t, miniotest.Shared(t)))
+	got, err := store.ProbeConditional(t.Context(), st, "probe")
+	if err != nil || got != store.ConditionalSupported {
+		t.Fatalf("ProbeConditional = %v, %v; want %v", got, err, store.ConditionalSupported)
+	}
+	// When a MinIO that checks If-Match on DeleteObject is pinned, this
+	// and storetest's note on DeleteIfMatch change together.
+	del, err := store.ProbeConditionalDelete(t.Context(), st, "probe")
+	if err != nil || del != store.ConditionalIgnored {
+		t.Fatalf("ProbeConditionalDelete = %v, %v; the pinned MinIO ignores If-Match on DeleteObject (%v)", del, err, store.ConditionalIgnored)
 	}
 }

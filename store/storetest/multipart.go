@@ -36,7 +36,7 @@ func (e *env) part(key, id string, n int32, body []byte) store.Part {
 
 func (e *env) complete(key, id string, parts []store.Part) store.Object {
 	e.Helper()
-	obj, err := e.st.CompleteMultipart(e.ctx, key, id, parts)
+	obj, err := e.st.CompleteMultipart(e.ctx, key, id, parts, store.Condition{})
 	if err != nil {
 		e.Fatalf("CompleteMultipart %s: %v", key, err)
 	}
@@ -104,7 +104,7 @@ func testMultipartOverwritePart(e *env) {
 	old := e.part(k, id, 1, first)
 	replaced := e.part(k, id, 1, second)
 	last := e.part(k, id, 2, tail)
-	_, err := e.st.CompleteMultipart(e.ctx, k, id, []store.Part{old, last})
+	_, err := e.st.CompleteMultipart(e.ctx, k, id, []store.Part{old, last}, store.Condition{})
 	e.wantErr("CompleteMultipart naming a replaced part's ETag", err, store.ErrInvalidPart)
 	e.complete(k, id, []store.Part{replaced, last})
 	sameBytes(e, "Get after re-sending part 1", e.mustGet(k, 0, -1, ""), append(bytes.Clone(second), tail...))
@@ -124,7 +124,7 @@ func testMultipartEntityTooSmall(e *env) {
 	k := e.key("obj")
 	id := e.create(k, nil)
 	parts := []store.Part{e.part(k, id, 1, payload(1024, 1)), e.part(k, id, 2, payload(1024, 2))}
-	_, err := e.st.CompleteMultipart(e.ctx, k, id, parts)
+	_, err := e.st.CompleteMultipart(e.ctx, k, id, parts, store.Condition{})
 	e.wantErr("CompleteMultipart with a small first part", err, store.ErrEntityTooSmall)
 	_, err = e.st.Stat(e.ctx, k)
 	e.wantErr("Stat after a rejected complete", err, store.ErrNotExist)
@@ -149,7 +149,7 @@ func testMultipartInvalidPart(e *env) {
 		{"a wrong ETag", []store.Part{p1, wrongETag}},
 		{"parts out of order", []store.Part{p2, p1}},
 	} {
-		_, err := e.st.CompleteMultipart(e.ctx, k, id, c.parts)
+		_, err := e.st.CompleteMultipart(e.ctx, k, id, c.parts, store.Condition{})
 		e.wantErr("CompleteMultipart with "+c.what, err, store.ErrInvalidPart)
 	}
 	e.complete(k, id, []store.Part{p1, p2})
@@ -165,7 +165,7 @@ func testMultipartAbort(e *env) {
 	}
 	_, err := e.st.UploadPart(e.ctx, k, id, 2, body, store.Sum(body))
 	e.wantErr("UploadPart after abort", err, store.ErrNoSuchUpload)
-	_, err = e.st.CompleteMultipart(e.ctx, k, id, []store.Part{p})
+	_, err = e.st.CompleteMultipart(e.ctx, k, id, []store.Part{p}, store.Condition{})
 	e.wantErr("CompleteMultipart after abort", err, store.ErrNoSuchUpload)
 	e.wantErr("second AbortMultipart", e.st.AbortMultipart(e.ctx, k, id), store.ErrNoSuchUpload)
 	if e.listsUpload(e.prefix, id) {
