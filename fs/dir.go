@@ -285,8 +285,12 @@ func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 	key += "/"
 	a := d.childAttrs(ctx, mode, true)
 	opts := store.PutOptions{Metadata: a.metadata(nil, syscall.S_IFDIR), ContentType: dirContentType}
+	opts.Cond = d.fsys.newNameCond()
 	marker, err := d.fsys.opts.Store.Put(context.WithoutCancel(ctx), key, nil, store.Sum(nil), opts)
 	if err != nil {
+		if errors.Is(err, store.ErrPrecondition) {
+			return nil, syscall.EEXIST // another client made the name meanwhile
+		}
 		return nil, d.fsys.toErrno("mkdir", key, err)
 	}
 	// The kernel looked the name up first and found nothing: the new

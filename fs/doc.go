@@ -195,6 +195,56 @@
 // StatTTL, NegativeTTL and the kernel's timeouts are options (cmd/partfs
 // flags); negative values turn each cache off.
 //
+// # Many hosts
+//
+// Several mounts of one bucket, on one host or many, never lose an update
+// in silence. With Options.Conditional every write states the version it
+// replaces (openStateLocked): a file opened on a stored object, with or
+// without O_TRUNC, writes with If-Match the ETag this mount saw (at open,
+// within StatTTL); a new name writes with If-None-Match: *; after each
+// fsync the file requires the version it stored. PutObject,
+// CreateMultipartUpload (where the server checks early, as MinIO does) and
+// CompleteMultipartUpload carry the condition; mkdir, symlink and mknod
+// carry If-None-Match and fail with EEXIST when another client made the
+// name first. The read of untouched bytes of the base (an edit in place) is
+// pinned to the same ETag.
+//
+// When another client stored a version first, S3 refuses the write (412)
+// and close or fsync returns ESTALE. With writeback's ConflictKey (the
+// default, --on-conflict copy) the losing changes are kept wherever every
+// changed byte is still held: a file stored with one PutObject, or a
+// multipart file refused before any part was sent (MinIO refuses at
+// CreateMultipartUpload). They are stored next to the original as
+// NAME.partfs-conflict-<UTC time>-<host> (ConflictKey), on top of the
+// version S3 holds now: bytes the application did not write come from the
+// winner's version, so an append race yields the loser's file exactly and
+// an edit of other ranges holds both edits. A file whose parts were already
+// sent and released (S3 refusing only at CompleteMultipartUpload) cannot be
+// kept: the log says so, and close still returns ESTALE. Lost races are
+// logged, counted and listed (writeback.Writer.Conflicts, partfs status).
+// A 409 ConditionalRequestConflict (a race with an in-flight write) is
+// retried, as S3 documents; it never ends in success without the
+// condition.
+//
+// The delete of a renamed file's old name is pinned to the version copied
+// (DeleteObject If-Match): another client's newer version stays. Where the
+// server lacks conditional deletes, a HEAD just before the delete checks the
+// version, leaving a window of one round trip (deleteVersion). A metadata
+// change copies the object onto itself pinned to its ETag and is applied
+// again to a newer version (chmod applies to whatever the name holds). A
+// rename of a directory is not protected: it copies and deletes whatever
+// each key holds.
+//
+// Without Options.Conditional (--on-conflict overwrite, or a server that
+// refuses or ignores conditional writes, which cmd/partfs detects at mount
+// with store.ProbeConditional and reports) the last close wins, as with
+// other S3 mounts.
+//
+// What another host's change looks like here is in "Consistency" above:
+// new opens see it after StatTTL; an open descriptor whose object was
+// replaced gets ESTALE on its next read of a block not cached; listings
+// show it after their TTL.
+//
 // # Rename
 //
 // S3 has no rename. A file or link is moved by CopyObject, pinned to the

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/partfs/partfs/store"
 )
 
 // Fast close (Options.FastClose): close returns once the file's bytes are
@@ -117,11 +119,11 @@ func (n *fileNode) takeUploadErr() error {
 // rekey moves a file whose changes have not started going out to key
 // without a request (see writeback.File.Rekey). It reports whether it did.
 // The caller holds op exclusively.
-func (n *fileNode) rekey(key string) bool {
+func (n *fileNode) rekey(key string, cond store.Condition) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	st := n.state
-	if st == nil || n.unlinked || !st.Dirty() || !st.Rekey(key) {
+	if st == nil || n.unlinked || !st.Dirty() || !st.Rekey(key, cond) {
 		return false
 	}
 	n.key = key

@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"syscall"
 	"time"
@@ -170,9 +171,28 @@ func (n *fileNode) putOptionsLocked() store.PutOptions {
 
 // startStateLocked gives the file its state, starting from base (nil: empty).
 func (n *fileNode) startStateLocked(base *store.Object) {
-	n.state = n.fsys.opts.Writer.Open(n.key, base, n.putOptionsLocked())
+	n.state = n.openStateLocked(n.key, base)
 	n.pageVer = nil
 	n.fsys.addState(n)
+}
+
+// openStateLocked returns a new state for key starting from base, whose
+// writes state the version they replace (see "Many hosts" in the package
+// comment): base's ETag, or, for a file that starts empty, the version this
+// mount knows under key, or no object at all.
+func (n *fileNode) openStateLocked(key string, base *store.Object) *writeback.File {
+	opts := n.putOptionsLocked()
+	if n.fsys.opts.Conditional {
+		switch {
+		case base != nil && base.ETag != "":
+			opts.Cond = store.Condition{IfMatch: base.ETag}
+		case base == nil && n.exists && n.obj.Key == key && n.obj.ETag != "":
+			opts.Cond = store.Condition{IfMatch: n.obj.ETag}
+		default:
+			opts.Cond = store.Condition{IfNoneMatch: true}
+		}
+	}
+	return n.fsys.opts.Writer.Open(key, base, opts)
 }
 
 // create sets up a new file and returns its first handle.
@@ -216,6 +236,11 @@ func (n *fileNode) syncHeld(ctx context.Context) error {
 
 	obj, err := st.Sync(ctx)
 	if err != nil {
+		if errors.Is(err, store.ErrPrecondition) {
+			// Another client stored the file first: what this mount knows
+			// of the key is stale.
+			n.fsys.changed(key)
+		}
 		return err
 	}
 	if obj.Metadata == nil {
@@ -395,7 +420,7 @@ func (n *fileNode) moved(key string, obj store.Object) {
 	n.attrs.ctime = now()
 	n.exists, n.statAt = true, time.Now()
 	if old != nil {
-		n.state = n.fsys.opts.Writer.Open(key, &obj, n.putOptionsLocked())
+		n.state = n.openStateLocked(key, &obj)
 	}
 	n.mu.Unlock()
 	if old != nil {

@@ -40,16 +40,23 @@ type later struct {
 	deleting map[string]chan struct{}
 	// failedDeletes are old names whose delete failed: they still hold a
 	// copy of a renamed file. SyncAll tries them again.
-	failedDeletes map[string]error
+	failedDeletes map[string]failedDelete
 	deletes       sync.WaitGroup
 	slots         chan struct{} // maxBackgroundDeletes tokens
+}
+
+// failedDelete is a delete of an old name that failed: the version it was
+// to delete, and why.
+type failedDelete struct {
+	etag string
+	err  error
 }
 
 func newLater() *later {
 	return &later{
 		meta:          make(map[*fileNode]struct{}),
 		deleting:      make(map[string]chan struct{}),
-		failedDeletes: make(map[string]error),
+		failedDeletes: make(map[string]failedDelete),
 		slots:         make(chan struct{}, maxBackgroundDeletes),
 	}
 }
@@ -161,7 +168,7 @@ func (n *fileNode) writeMetaHeld(ctx context.Context) error {
 	n.statAt = time.Now()
 	old := n.state
 	if old != nil {
-		n.state = n.fsys.opts.Writer.Open(key, &stored, n.putOptionsLocked())
+		n.state = n.openStateLocked(key, &stored)
 	}
 	n.mu.Unlock()
 	n.fsys.metaPendingDone(n)
@@ -200,8 +207,10 @@ func (fsys *filesystem) writeAllMeta(ctx context.Context, prefix string) error {
 
 // deleteLater deletes key, the old name of a renamed file, in the
 // background. Until the delete has ended the name reads as missing through
-// this mount.
-func (fsys *filesystem) deleteLater(key string) {
+// this mount. With Options.Conditional only the version etag is deleted: a
+// version another client stored there after the rename's copy stays (see
+// deleteVersion).
+func (fsys *filesystem) deleteLater(key, etag string) {
 	l := fsys.later
 	done := make(chan struct{})
 	l.mu.Lock()
@@ -216,7 +225,7 @@ func (fsys *filesystem) deleteLater(key string) {
 			<-prev
 		}
 		l.slots <- struct{}{}
-		err := fsys.opts.Store.Delete(context.Background(), key)
+		err := fsys.deleteVersion(context.Background(), key, etag)
 		<-l.slots
 		if err == nil {
 			fsys.removed(key)
@@ -227,7 +236,7 @@ func (fsys *filesystem) deleteLater(key string) {
 		if l.deleting[key] == done {
 			delete(l.deleting, key)
 			if err != nil {
-				l.failedDeletes[key] = err
+				l.failedDeletes[key] = failedDelete{etag: etag, err: err}
 			}
 		}
 		l.mu.Unlock()
@@ -237,6 +246,42 @@ func (fsys *filesystem) deleteLater(key string) {
 				"key", key, "err", err)
 		}
 	}()
+}
+
+// deleteVersion deletes key if it still holds the version etag, where the
+// server can make that a condition of the delete (DeleteObject If-Match).
+// Where it cannot, the version is checked with a HEAD just before an
+// unconditional delete, which leaves a window of one round trip in which a
+// new version of another client is lost. A newer version is kept, and so
+// reported as deleted: the renamed file's old name now holds someone
+// else's file.
+func (fsys *filesystem) deleteVersion(ctx context.Context, key, etag string) error {
+	st := fsys.opts.Store
+	if !fsys.opts.Conditional || etag == "" {
+		return st.Delete(ctx, key)
+	}
+	err := store.ErrNotImplemented
+	if fsys.opts.ConditionalDelete {
+		err = st.DeleteIfMatch(ctx, key, etag)
+	}
+	if errors.Is(err, store.ErrNotImplemented) {
+		var cur store.Object
+		cur, err = st.Stat(ctx, key)
+		switch {
+		case errors.Is(err, store.ErrNotExist):
+			return nil
+		case err == nil && cur.ETag != etag:
+			err = store.ErrPrecondition
+		case err == nil:
+			return st.Delete(ctx, key)
+		}
+	}
+	if errors.Is(err, store.ErrPrecondition) {
+		fsys.log.Warn("rename: another client stored a new version under the old name after the copy; it is kept",
+			"key", key)
+		return nil
+	}
+	return err
 }
 
 // deletingKey reports whether key is an old name whose delete has not
@@ -286,9 +331,9 @@ func (fsys *filesystem) awaitDeletes(ctx context.Context, prefix string) error {
 	}
 	var errs []error
 	l.mu.Lock()
-	for key, err := range l.failedDeletes {
+	for key, fd := range l.failedDeletes {
 		if strings.HasPrefix(key, prefix) {
-			errs = append(errs, fmt.Errorf("delete %q (the old name of a renamed file): %w", key, err))
+			errs = append(errs, fmt.Errorf("delete %q (the old name of a renamed file): %w", key, fd.err))
 		}
 	}
 	l.mu.Unlock()
@@ -311,14 +356,16 @@ func (fsys *filesystem) finishDeletes(ctx context.Context) error {
 	}
 	l.mu.Lock()
 	keys := make([]string, 0, len(l.failedDeletes))
-	for k := range l.failedDeletes {
+	etags := make(map[string]string, len(l.failedDeletes))
+	for k, fd := range l.failedDeletes {
 		keys = append(keys, k)
+		etags[k] = fd.etag
 	}
 	l.mu.Unlock()
 	sort.Strings(keys)
 	var errs []error
 	for _, key := range keys {
-		err := fsys.opts.Store.Delete(ctx, key)
+		err := fsys.deleteVersion(ctx, key, etags[key])
 		fsys.changed(key)
 		l.mu.Lock()
 		if err == nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -330,4 +331,58 @@ func TestFastCloseUploadFails(t *testing.T) {
 		t.Errorf("SyncAll once S3 takes it: %v", err)
 	}
 	m.wantObject(t, "f", []byte("kept"))
+}
+
+// With conditional deletes, the delete of a renamed file's old name keeps
+// a version another client stored there after the copy.
+func TestRenameKeepsNewerOldName(t *testing.T) {
+	m := newMount(t, nil, func(o *Options) { o.Conditional, o.ConditionalDelete = true, true })
+	m.put(t, "a", []byte("first"), nil)
+	release := make(chan struct{})
+	m.st.SetFault(func(op memstore.Op) error {
+		if op.Name == "DeleteIfMatch" && op.Key == "a" {
+			<-release
+		}
+		return nil
+	})
+	if err := os.Rename(m.path("a"), m.path("b")); err != nil {
+		t.Fatal(err)
+	}
+	m.put(t, "a", []byte("another client's"), nil)
+	close(release)
+	m.syncDir(t, ".")
+	m.wantObject(t, "a", []byte("another client's"))
+	m.wantObject(t, "b", []byte("first"))
+}
+
+// With Conditional, a write of a name another client stored first fails
+// with ESTALE, and mkdir of a name made meanwhile with EEXIST.
+func TestConditionalCreate(t *testing.T) {
+	m := newMount(t, nil, func(o *Options) { o.Conditional = true })
+	f, err := os.Create(m.path("f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("mine")
+	m.put(t, "f", []byte("theirs"), nil)
+	if err := f.Close(); !errors.Is(err, syscall.ESTALE) {
+		t.Errorf("close after another client stored the name: %v, want ESTALE", err)
+	}
+	m.wantObject(t, "f", []byte("theirs"))
+	conditional := 0
+	for _, c := range m.st.Calls() { // refused calls too
+		if c.Name == "Put" && c.Key == "f" && c.Cond.IfNoneMatch {
+			conditional++
+		}
+	}
+	if conditional != 1 {
+		t.Errorf("%d Puts of f with If-None-Match, want this mount's one", conditional)
+	}
+	if err := os.Mkdir(m.path("d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m.put(t, "e/", nil, nil) // made by another client after this mount looked
+	if err := os.Mkdir(m.path("e"), 0o755); !errors.Is(err, os.ErrExist) {
+		t.Errorf("mkdir of a name another client made: %v, want EEXIST", err)
+	}
 }

@@ -133,11 +133,15 @@ func (d *dirNode) renameObject(ctx context.Context, n objectNode, srcKey string,
 			return d.fsys.toErrno("rename", dstKey, err)
 		}
 		f.mu.Lock()
-		stored := f.exists
+		stored, storedETag := f.exists, f.obj.ETag
 		f.mu.Unlock()
-		if f.rekey(dstKey) {
+		cond, err := d.fsys.replaceCond(ctx, dstKey, target)
+		if err != nil {
+			return d.fsys.toErrno("rename", dstKey, err)
+		}
+		if f.rekey(dstKey, cond) {
 			if stored {
-				d.fsys.deleteLater(srcKey) // the version the new contents replace
+				d.fsys.deleteLater(srcKey, storedETag) // the version the new contents replace
 			}
 			d.fsys.changed(dstKey)
 			if target != nil && target != f {
@@ -174,7 +178,7 @@ func (d *dirNode) renameObject(ctx context.Context, n objectNode, srcKey string,
 	// The new name holds the file: rename is done. The old name reads as
 	// missing through this mount from now on and is deleted in the
 	// background; see "Rename" in the package comment.
-	d.fsys.deleteLater(srcKey)
+	d.fsys.deleteLater(srcKey, src.ETag)
 	if c := d.fsys.opts.Cache; c != nil {
 		c.Forget(src) // cached under the old key, which is gone
 	}
@@ -190,6 +194,37 @@ func (d *dirNode) renameObject(ctx context.Context, n objectNode, srcKey string,
 		f.metaWritten(obj.Metadata)
 	}
 	return 0
+}
+
+// newNameCond is what a write of a name that lookup found missing requires:
+// that it is still missing, with Options.Conditional.
+func (fsys *filesystem) newNameCond() store.Condition {
+	return store.Condition{IfNoneMatch: fsys.opts.Conditional}
+}
+
+// replaceCond is what a write of a new file at key requires of the object
+// there: the version this mount knows (target's, when the tree has the
+// node), or no object at all. Without Options.Conditional, nothing.
+func (fsys *filesystem) replaceCond(ctx context.Context, key string, target *fileNode) (store.Condition, error) {
+	if !fsys.opts.Conditional {
+		return store.Condition{}, nil
+	}
+	if target != nil {
+		target.mu.Lock()
+		exists, etag := target.exists && target.obj.Key == key, target.obj.ETag
+		target.mu.Unlock()
+		if exists && etag != "" {
+			return store.Condition{IfMatch: etag}, nil
+		}
+	}
+	obj, err := fsys.stat(ctx, key)
+	switch {
+	case err == nil:
+		return store.Condition{IfMatch: obj.ETag}, nil
+	case errors.Is(err, store.ErrNotExist):
+		return store.Condition{IfNoneMatch: true}, nil
+	}
+	return store.Condition{}, err
 }
 
 // renameSource returns the object to copy for a rename of srcKey and the

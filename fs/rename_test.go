@@ -35,7 +35,7 @@ func (m *testMount) putMultipart(t *testing.T, key string, body []byte, partSize
 		}
 		parts = append(parts, p)
 	}
-	obj, err := m.st.CompleteMultipart(ctx, key, id, parts)
+	obj, err := m.st.CompleteMultipart(ctx, key, id, parts, store.Condition{})
 	if err != nil {
 		t.Fatal(err)
 	}

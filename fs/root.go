@@ -71,6 +71,17 @@ type Options struct {
 	// stay within a kernel that aborts the whole FUSE connection when a
 	// request goes unanswered too long (Linux's fuse request timeouts).
 	ReplyLimit time.Duration
+	// Conditional makes every write state the version it replaces:
+	// PutObject and CompleteMultipartUpload carry If-Match the ETag the
+	// file started from, or If-None-Match for a new name, and the delete of
+	// a renamed file's old name is pinned to the version copied. A lost
+	// race is ESTALE (see "Many hosts" in the package comment). Off: last
+	// writer wins, for servers without conditional writes.
+	Conditional bool
+	// ConditionalDelete: the server honours If-Match on DeleteObject (AWS
+	// since 2025). Otherwise the delete of a renamed file's old name checks
+	// the version with a HEAD first (see deleteVersion).
+	ConditionalDelete bool
 	// FastClose makes close return once the file's bytes are held in the
 	// write buffer; the upload runs in the background. fsync of the file,
 	// fsync of a directory above it, and SyncAll wait for it. See "Fast

@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"syscall"
 
@@ -92,11 +93,15 @@ func (d *dirNode) Mknod(ctx context.Context, name string, mode uint32, dev uint3
 		a.rdev = dev
 	}
 	opts := store.PutOptions{Metadata: a.metadata(nil, typ), ContentType: specialContentType}
+	opts.Cond = d.fsys.newNameCond()
 	if err := d.fsys.awaitDelete(ctx, key); err != nil {
 		return nil, d.fsys.toErrno("mknod", key, err)
 	}
 	obj, err := d.fsys.opts.Store.Put(context.WithoutCancel(ctx), key, nil, store.Sum(nil), opts)
 	if err != nil {
+		if errors.Is(err, store.ErrPrecondition) {
+			return nil, syscall.EEXIST // another client made the name meanwhile
+		}
 		return nil, d.fsys.toErrno("mknod", key, err)
 	}
 	d.fsys.changed(key)

@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"syscall"
 
@@ -95,12 +96,16 @@ func (d *dirNode) Symlink(ctx context.Context, target, name string, out *fuse.En
 	}
 	a := d.childAttrs(ctx, 0o777, false)
 	opts := store.PutOptions{Metadata: a.metadata(nil, syscall.S_IFLNK), ContentType: symlinkContentType}
+	opts.Cond = d.fsys.newNameCond()
 	body := []byte(target)
 	if err := d.fsys.awaitDelete(ctx, key); err != nil {
 		return nil, d.fsys.toErrno("symlink", key, err)
 	}
 	obj, err := d.fsys.opts.Store.Put(context.WithoutCancel(ctx), key, body, store.Sum(body), opts)
 	if err != nil {
+		if errors.Is(err, store.ErrPrecondition) {
+			return nil, syscall.EEXIST // another client made the name meanwhile
+		}
 		return nil, d.fsys.toErrno("symlink", key, err)
 	}
 	d.fsys.changed(key)

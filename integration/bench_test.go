@@ -226,7 +226,7 @@ func uploadFile(ctx context.Context, st store.Store, key, path string, partSize 
 		_ = st.AbortMultipart(ctx, key, id)
 		return err
 	}
-	_, err = st.CompleteMultipart(ctx, key, id, parts)
+	_, err = st.CompleteMultipart(ctx, key, id, parts, store.Condition{})
 	return err
 }
 

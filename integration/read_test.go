@@ -92,7 +92,7 @@ func (g generated) upload(ctx context.Context, st store.Store, key string) error
 		_ = st.AbortMultipart(ctx, key, id)
 		return err
 	}
-	_, err = st.CompleteMultipart(ctx, key, id, parts)
+	_, err = st.CompleteMultipart(ctx, key, id, parts, store.Condition{})
 	return err
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -68,35 +67,6 @@ func splitRequests(reqs []s3proxy.Request, end time.Time) requestSplit {
 	return s
 }
 
-func sum(m map[string]int) int {
-	n := 0
-	for _, c := range m {
-		n += c
-	}
-	return n
-}
-
-// perFile formats counts divided by files, sorted by operation.
-func perFile(m map[string]int, files int) string {
-	var parts []string
-	for op, c := range m {
-		parts = append(parts, fmt.Sprintf("%s %.2f", op, float64(c)/float64(files)))
-	}
-	sort.Strings(parts)
-	return strings.Join(parts, ", ")
-}
-
-// fsyncDir fsyncs the directory path: with --fast-close it waits for the
-// uploads of every file below it and reports their failures.
-func fsyncDir(path string) error {
-	d, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
 // TestRsyncRequests counts the requests an rsync -a of new small files
 // costs through a mount in the default (durable) mode: per file at most a
 // PutObject and a CopyObject while rsync runs, at most a DeleteObject
@@ -139,8 +109,8 @@ func testRsyncRequests(t *testing.T, fast bool) {
 	s := splitRequests(reqs, end)
 	elapsed := end.Sub(start)
 	t.Logf("rsync -a of %d files in %d directories: %v, durable after %v", files, dirs, elapsed.Round(time.Millisecond), synced.Round(time.Millisecond))
-	t.Logf("requests per file in rsync's path: %s", perFile(s.path, files))
-	t.Logf("requests per file after rsync returned: %s", perFile(s.background, files))
+	t.Logf("requests per file in rsync's path: %s", opsPerFile(s.path, files))
+	t.Logf("requests per file after rsync returned: %s", opsPerFile(s.background, files))
 	byOp := map[string]int{}
 	filePuts, tempPuts := 0, 0
 	for _, r := range reqs {

@@ -67,6 +67,9 @@ type Options struct {
 	// UploadFailures counts the uploads after close (--fast-close) that
 	// failed (fs.Root.UploadFailures).
 	UploadFailures func() int64
+	// Conflicts counts the writes that lost a race with another client
+	// (writeback.Writer.Conflicts).
+	Conflicts func() int64
 	// Logger gets one Debug record per S3 request; nil discards.
 	Logger *slog.Logger
 }
@@ -168,6 +171,10 @@ func (m *Metrics) registerSources() {
 	if d := m.opts.DirtyFiles; d != nil {
 		gauge("partfs_dirty_files", "Files with changes not yet durable in S3.",
 			func() float64 { return float64(d()) })
+	}
+	if c := m.opts.Conflicts; c != nil {
+		counter("partfs_conflicts_total", "Writes that lost a race with another client (their close or fsync got ESTALE; --on-conflict copy keeps their bytes under a conflict name).",
+			func() float64 { return float64(c()) })
 	}
 	if u := m.opts.UploadFailures; u != nil {
 		counter("partfs_upload_after_close_failures_total", "Uploads after close (--fast-close) that failed; the file's next close or fsync reports each.",

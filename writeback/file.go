@@ -45,6 +45,12 @@ type File struct {
 	tick      uint64           // guarded by opMu
 	busy      []int            // parts being filled while memory is made; guarded by opMu
 	err       error            // a failure already reported; sticky until truncated to 0; guarded by opMu
+	// cond is what the next write of the changes requires of the object it
+	// replaces (conflict.go); it follows each version stored. guarded by opMu
+	cond store.Condition
+	// conflict is set while the changes are being stored under a conflict
+	// key (conflict.go). guarded by opMu
+	conflict *ConflictError
 }
 
 // slot is the buffer of one open part.
@@ -73,7 +79,10 @@ func (f *File) Key() string { return *f.keyNow.Load() }
 // or truncated file that has sent no part and started no multipart upload.
 // It reports whether it did; otherwise nothing changes, and the caller
 // stores the file under its key first and copies it.
-func (f *File) Rekey(key string) bool {
+//
+// cond is what the write under the new key requires of the object it
+// replaces there (see Writer.Open).
+func (f *File) Rekey(key string, cond store.Condition) bool {
 	f.opMu.Lock()
 	defer f.opMu.Unlock()
 	if f.base != nil || f.up != nil || len(f.staged) > 0 || len(f.sent) > 0 || f.err != nil {
@@ -82,6 +91,7 @@ func (f *File) Rekey(key string) bool {
 	f.w.failures.moved(f.key, key)
 	f.key = key
 	f.keyNow.Store(&key)
+	f.cond = cond
 	return true
 }
 
@@ -387,7 +397,10 @@ func (f *File) startLocked(ctx context.Context) error {
 	if f.up != nil {
 		return nil
 	}
-	up, err := f.w.startUpload(ctx, f.key, f.opts)
+	up, err := f.w.startUpload(ctx, f.key, f.putOptionsLocked())
+	if err != nil && f.conflictLocked(ctx, err) {
+		up, err = f.w.startUpload(ctx, f.key, f.putOptionsLocked())
+	}
 	if err != nil {
 		return err
 	}

@@ -110,12 +110,25 @@ func (f *File) syncLocked(ctx context.Context) (store.Object, error) {
 		return *f.base, nil
 	}
 	obj, err := f.storeLocked(ctx)
+	if err != nil && ctx.Err() == nil && f.conflictLocked(ctx, err) {
+		obj, err = f.storeLocked(ctx) // under the conflict key
+	}
+	if c := f.conflict; c != nil && err == nil {
+		return store.Object{}, f.conflictStoredLocked(c)
+	}
+	if c := f.conflict; c != nil {
+		// The conflict copy failed too: the error says both.
+		err = fmt.Errorf("%w; storing the changes as %q failed as well: %v", c.Err, c.CopyKey, err)
+		f.key, f.conflict = c.Key, nil
+		f.keyNow.Store(&c.Key)
+		f.noteConflictLocked("")
+	}
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			return store.Object{}, err
 		}
 		f.w.failures.failed(f.key, err)
-		if f.w.keepUnsent && f.up == nil && len(f.staged) == 0 && len(f.sent) == 0 {
+		if f.w.keepUnsent && f.up == nil && len(f.staged) == 0 && len(f.sent) == 0 && !errors.Is(err, store.ErrPrecondition) {
 			// Nothing went out in parts: the bytes are all at hand, and
 			// stay for the next Sync.
 			return store.Object{}, err
@@ -135,7 +148,28 @@ func (f *File) syncLocked(ctx context.Context) (store.Object, error) {
 	f.w.failures.stored(f.key)
 	f.dropLocked()
 	f.base, f.size, f.dirty = &obj, obj.Size, false
+	f.storedCondLocked(obj)
 	return obj, nil
+}
+
+// conflictStoredLocked ends a Sync whose changes were stored under the
+// conflict key: the file goes back to its key, on the version the other
+// writer stored, and the lost race is the error, here and (like any
+// failure) for later calls until the file is truncated to zero.
+func (f *File) conflictStoredLocked(c *ConflictError) error {
+	f.up = nil // completed under the conflict key
+	f.dropLocked()
+	f.noteConflictLocked(c.CopyKey)
+	f.key, f.conflict = c.Key, nil
+	f.keyNow.Store(&c.Key)
+	f.dirty, f.err = false, c
+	f.size = 0
+	f.cond = store.Condition{IfNoneMatch: true}
+	if f.base != nil {
+		f.size = f.base.Size
+		f.cond = store.Condition{IfMatch: f.base.ETag}
+	}
+	return c
 }
 
 func (f *File) storeLocked(ctx context.Context) (store.Object, error) {
@@ -209,7 +243,7 @@ func (f *File) putLocked(ctx context.Context) (store.Object, error) {
 		}
 		body = s.buf[:f.size]
 	}
-	obj, err := f.w.st.Put(ctx, f.key, body, md5.Sum(body), f.opts)
+	obj, err := f.w.st.Put(ctx, f.key, body, md5.Sum(body), f.putOptionsLocked())
 	if err != nil {
 		return store.Object{}, fmt.Errorf("put %q (%d bytes): %w", f.key, len(body), err)
 	}

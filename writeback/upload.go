@@ -43,8 +43,27 @@ type upload struct {
 	err   error                // first failure; guarded by mu
 }
 
+// The condition in opts goes on CompleteMultipartUpload, and on
+// CreateMultipartUpload too, where a server such as MinIO checks it early; a
+// server that refuses it there (NotImplemented: AWS documents no conditions
+// for that request) gets it at completion only, from then on.
 func (w *Writer) startUpload(ctx context.Context, key string, opts store.PutOptions) (*upload, error) {
-	return w.startUploadUnder(ctx, context.WithoutCancel(ctx), key, opts)
+	create := opts
+	if w.noCreateCond.Load() {
+		create.Cond = store.Condition{}
+	}
+	up, err := w.startUploadUnder(ctx, context.WithoutCancel(ctx), key, create)
+	if err != nil && errors.Is(err, store.ErrNotImplemented) && !create.Cond.IsZero() {
+		if !w.noCreateCond.Swap(true) {
+			w.log.Info("the server refuses conditions on CreateMultipartUpload; they are checked at completion only", "err", err)
+		}
+		create.Cond = store.Condition{}
+		up, err = w.startUploadUnder(ctx, context.WithoutCancel(ctx), key, create)
+	}
+	if up != nil {
+		up.cond = opts.Cond
+	}
+	return up, err
 }
 
 // startUploadUnder starts an upload whose parts run under parent: the

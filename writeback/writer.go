@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -41,7 +42,11 @@ type Options struct {
 	// dirty, for a later Sync, instead of dropping them. The caller then
 	// owns the retry; the buffers stay charged to the budget until then.
 	KeepUnsent bool
-	Logger     *slog.Logger
+	// ConflictKey names the conflict copy of key: where a file's changes
+	// are stored when another writer stored key first (conflict.go). nil
+	// keeps no copies: the lost race is only an error.
+	ConflictKey func(key string) string
+	Logger      *slog.Logger
 
 	// Tests shrink S3's limits to reach them quickly.
 	minPartSize int64
@@ -63,9 +68,14 @@ type Writer struct {
 	stagePrefix string
 	// openSlots is how many parts one file may hold open for editing: a
 	// quarter of the budget, so a few random writers share it.
-	openSlots  int
-	keepUnsent bool
-	failures   *failures
+	openSlots   int
+	keepUnsent  bool
+	conflictKey func(string) string
+	conflicts   conflicts
+	// noCreateCond: the server refused a condition on
+	// CreateMultipartUpload (upload.go).
+	noCreateCond atomic.Bool
+	failures     *failures
 }
 
 // New returns a Writer uploading through st.
@@ -126,6 +136,7 @@ func New(st store.Store, opts Options) (*Writer, error) {
 		stagePrefix: opts.StagePrefix,
 		openSlots:   int(max(2, opts.BufferBytes/(4*opts.PartSize))),
 		keepUnsent:  opts.KeepUnsent,
+		conflictKey: opts.ConflictKey,
 	}, nil
 }
 
@@ -141,9 +152,13 @@ func (w *Writer) Stats() BudgetStats { return w.budget.stats() }
 
 // Open returns a dirty-file state for key. base is the stored object the
 // file starts from; nil means the file starts empty (create, O_TRUNC), and
-// is then written even if the application writes nothing.
+// is then written even if the application writes nothing. opts.Cond is what
+// the first write requires of the object it replaces (If-Match the ETag the
+// file started from, If-None-Match for a new name; zero: nothing); after
+// each Sync the file requires the version it stored. SetOptions does not
+// change it.
 func (w *Writer) Open(key string, base *store.Object, opts store.PutOptions) *File {
-	f := &File{w: w, key: key, opts: opts}
+	f := &File{w: w, key: key, opts: opts, cond: opts.Cond}
 	f.keyNow.Store(&key)
 	if base == nil {
 		f.editLocked()

@@ -145,7 +145,7 @@ func TestLiveUploads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := live.CompleteMultipart(ctx, "a", a, []store.Part{p}); err != nil {
+	if _, err := live.CompleteMultipart(ctx, "a", a, []store.Part{p}, store.Condition{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := live.AbortMultipart(ctx, "b", b); err != nil {

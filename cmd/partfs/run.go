@@ -110,6 +110,15 @@ func mount(ctx context.Context, cfg *config, log *slog.Logger) (*mounted, error)
 	retry.OnRetry = m.metrics.Retried
 	st := store.WithRetry(m.live, retry)
 	abortAbandoned(ctx, st, cfg, log)
+	conditional, conditionalDelete := false, false
+	if cfg.OnConflict != conflictOverwrite && !cfg.ReadOnly {
+		conditional, conditionalDelete = probeConditional(ctx, st, cfg, log)
+	}
+	var conflictKey func(string) string
+	if conditional && cfg.OnConflict == conflictCopy {
+		host := hostName()
+		conflictKey = func(key string) string { return fs.ConflictKey(key, host, time.Now()) }
+	}
 
 	if m.writer, err = writeback.New(st, writeback.Options{
 		PartSize:    cfg.PartSize,
@@ -118,8 +127,9 @@ func mount(ctx context.Context, cfg *config, log *slog.Logger) (*mounted, error)
 		StagePrefix: fs.StagePrefix(cfg.Prefix),
 		// With fast close nobody waits on a failed upload: its bytes stay
 		// for the next sync (close, fsync, unmount).
-		KeepUnsent: cfg.FastClose,
-		Logger:     log,
+		KeepUnsent:  cfg.FastClose,
+		ConflictKey: conflictKey,
+		Logger:      log,
 	}); err != nil {
 		return nil, err
 	}
@@ -134,8 +144,10 @@ func mount(ctx context.Context, cfg *config, log *slog.Logger) (*mounted, error)
 		ReadOnly: cfg.ReadOnly,
 		Logger:   log,
 
-		FastClose:      cfg.FastClose,
-		PutConcurrency: cfg.PutConcurrency,
+		Conditional:       conditional,
+		ConditionalDelete: conditionalDelete,
+		FastClose:         cfg.FastClose,
+		PutConcurrency:    cfg.PutConcurrency,
 		// close and fsync return ETIMEDOUT rather than outlive the
 		// kernel's request timeout; their changes stay for a later sync.
 		ReplyLimit: replyLimit,
@@ -190,6 +202,10 @@ func (m *mounted) metricsOptions() metrics.Options {
 	}
 	if m.cfg.FastClose {
 		opts.UploadFailures = func() int64 { return m.root.UploadFailures() }
+	}
+	opts.Conflicts = func() int64 {
+		_, n := m.writer.Conflicts()
+		return n
 	}
 	if m.cfg.CacheSize > 0 {
 		opts.Cache = func() metrics.Cache {
@@ -253,6 +269,7 @@ func (m *mounted) serveStatus(w http.ResponseWriter, _ *http.Request) {
 		LiveUploads: m.live.list(),
 		Unsaved:     m.writer.Unsaved(),
 	}
+	reply.Conflicts, reply.ConflictCount = m.writer.Conflicts()
 	if m.cfg.SSECKeyFile != "" {
 		reply.Encryption = "SSE-C"
 	}

@@ -88,6 +88,10 @@ type statusReply struct {
 	LiveUploads []liveUpload     `json:"live_uploads"`
 	// Unsaved are the files whose changes could not be stored.
 	Unsaved []writeback.Unsaved `json:"unsaved,omitempty"`
+	// Conflicts are the recent writes that lost a race with another
+	// client, and ConflictCount all of them since the mount.
+	Conflicts     []writeback.Conflict `json:"conflicts,omitempty"`
+	ConflictCount int64                `json:"conflict_count,omitempty"`
 }
 
 // statusServer serves a mount's socket.
@@ -323,6 +327,9 @@ func printStatus(w io.Writer, r *statusReply) {
 	if len(r.Unsaved) > 0 {
 		line("NOT stored", "%d file(s), listed below", len(r.Unsaved))
 	}
+	if r.ConflictCount > 0 {
+		line("conflicts", "%d (another host stored the file first; the recent ones are listed below)", r.ConflictCount)
+	}
 	line("uploads", "%d in progress", len(r.LiveUploads))
 	line("uploaded", "%s", humanBytes(f.BytesUploaded))
 	line("downloaded", "%s", humanBytes(f.BytesDownloaded))
@@ -347,6 +354,13 @@ func printStatus(w io.Writer, r *statusReply) {
 	}
 	for _, u := range r.Unsaved {
 		fmt.Fprintf(w, "  not stored: %s at %s: %s\n", u.Key, u.At.Format(time.RFC3339), u.Err)
+	}
+	for _, c := range r.Conflicts {
+		if c.CopyKey != "" {
+			fmt.Fprintf(w, "  conflict: %s at %s: this mount's bytes are in %s\n", c.Key, c.At.Format(time.RFC3339), c.CopyKey)
+		} else {
+			fmt.Fprintf(w, "  conflict: %s at %s: this mount's bytes were not kept\n", c.Key, c.At.Format(time.RFC3339))
+		}
 	}
 }
 

@@ -35,8 +35,8 @@ func (l *liveUploads) CreateMultipart(ctx context.Context, key string, opts stor
 	return id, err
 }
 
-func (l *liveUploads) CompleteMultipart(ctx context.Context, key, uploadID string, parts []store.Part) (store.Object, error) {
-	obj, err := l.Store.CompleteMultipart(ctx, key, uploadID, parts)
+func (l *liveUploads) CompleteMultipart(ctx context.Context, key, uploadID string, parts []store.Part, cond store.Condition) (store.Object, error) {
+	obj, err := l.Store.CompleteMultipart(ctx, key, uploadID, parts, cond)
 	if err == nil || errors.Is(err, store.ErrNoSuchUpload) {
 		l.forget(uploadID)
 	}
