@@ -54,9 +54,11 @@ func wantESTALE(t *testing.T, what string, err error) {
 }
 
 // checkPreconditions fails unless every PutObject and
-// CompleteMultipartUpload of key (and its conflict copies) the proxy saw
-// carried If-Match or If-None-Match.
-func (e *env) checkPreconditions(key string) {
+// CompleteMultipartUpload of key the proxy saw carried If-Match the ETag
+// base (If-None-Match: * when base is ""), and each of its conflict copies
+// If-None-Match: *. Both hosts wrote on top of the same version, so their
+// first writes carry the same condition.
+func (e *env) checkPreconditions(key, base string) {
 	e.t.Helper()
 	e.settle()
 	n := 0
@@ -65,8 +67,13 @@ func (e *env) checkPreconditions(key string) {
 			continue
 		}
 		n++
-		if r.IfMatch == "" && r.IfNoneMatch != "*" {
-			e.t.Errorf("%s %s carried no precondition", r.Op, r.Key)
+		switch {
+		case r.Key != key || base == "":
+			if r.IfNoneMatch != "*" || r.IfMatch != "" {
+				e.t.Errorf("%s %s: If-Match %q If-None-Match %q, want If-None-Match *", r.Op, r.Key, r.IfMatch, r.IfNoneMatch)
+			}
+		case strings.Trim(r.IfMatch, `"`) != base || r.IfNoneMatch != "":
+			e.t.Errorf("%s %s: If-Match %q If-None-Match %q, want If-Match %q", r.Op, r.Key, r.IfMatch, r.IfNoneMatch, base)
 		}
 	}
 	if n == 0 {
@@ -99,7 +106,7 @@ func TestAppendRace(t *testing.T) {
 	a := e.mount(mountConfig{extraArgs: hostArgs})
 	b := e.mount(mountConfig{extraArgs: hostArgs})
 	base := testkit.RandomBytes(1, 20<<10)
-	e.put("log.txt", base)
+	etag := e.put("log.txt", base)
 	fa, fb := openBoth(t, a, b, "log.txt", os.O_WRONLY|os.O_APPEND)
 	if _, err := fa.WriteString("line from A\n"); err != nil {
 		t.Fatal(err)
@@ -117,7 +124,7 @@ func TestAppendRace(t *testing.T) {
 	if got := e.onlyCopy("log.txt"); !bytes.Equal(got, append(bytes.Clone(base), "line from B\n"...)) {
 		t.Errorf("B's conflict copy: %d bytes ending %q", len(got), got[max(0, len(got)-20):])
 	}
-	e.checkPreconditions("log.txt")
+	e.checkPreconditions("log.txt", etag)
 }
 
 // TestCreateRace: both hosts create one new name; one close fails with
@@ -139,7 +146,7 @@ func TestCreateRace(t *testing.T) {
 	if got := e.onlyCopy("new.txt"); string(got) != "written by B" {
 		t.Errorf("B's conflict copy: %q", got)
 	}
-	e.checkPreconditions("new.txt")
+	e.checkPreconditions("new.txt", "")
 }
 
 // TestEditRace: both hosts edit different ranges of one stored file in
@@ -160,7 +167,7 @@ func TestEditRace(t *testing.T) {
 			a := e.mount(mountConfig{extraArgs: hostArgs})
 			b := e.mount(mountConfig{extraArgs: hostArgs})
 			base := testkit.RandomBytes(2, tc.size)
-			e.put("data.bin", base)
+			etag := e.put("data.bin", base)
 			fa, fb := openBoth(t, a, b, "data.bin", os.O_RDWR)
 			editA, editB := []byte("EDIT BY HOST A"), []byte("EDIT BY HOST B")
 			if _, err := fa.WriteAt(editA, tc.offA); err != nil {
@@ -183,7 +190,7 @@ func TestEditRace(t *testing.T) {
 			if got := e.onlyCopy("data.bin"); !bytes.Equal(got, both) {
 				t.Errorf("the conflict copy does not hold B's edit on A's version")
 			}
-			e.checkPreconditions("data.bin")
+			e.checkPreconditions("data.bin", etag)
 		})
 	}
 }
@@ -199,7 +206,7 @@ func TestOverwriteRace(t *testing.T) {
 			args := append([]string{"--on-conflict", mode}, hostArgs...)
 			a := e.mount(mountConfig{extraArgs: args})
 			b := e.mount(mountConfig{extraArgs: args})
-			e.put("target", []byte("old contents"))
+			etag := e.put("target", []byte("old contents"))
 			dir := t.TempDir()
 			srcA, srcB := dir+"/a", dir+"/b"
 			os.WriteFile(srcA, []byte("contents from A"), 0o644)
@@ -221,7 +228,7 @@ func TestOverwriteRace(t *testing.T) {
 				if got := e.onlyCopy("target"); string(got) != "contents from B" {
 					t.Errorf("B's conflict copy: %q", got)
 				}
-				e.checkPreconditions("target")
+				e.checkPreconditions("target", etag)
 			case "overwrite":
 				if errB != nil {
 					t.Errorf("cp on B: %v %s", errB, out)
