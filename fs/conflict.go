@@ -15,7 +15,8 @@ const ConflictSuffix = ".partfs-conflict-"
 // ConflictKey returns the key of the conflict copy of key written by host at
 // t: key + ".partfs-conflict-20261203T085512Z-host". The host name is
 // reduced to letters, digits, '-' and '.', and the whole name is cut to fit
-// NAME_MAX and S3's key limit, the original name giving way first.
+// NAME_MAX and S3's key limit, the original name giving way first; "" when
+// even one byte of it does not fit.
 func ConflictKey(key, host string, t time.Time) string {
 	host = strings.Map(func(r rune) rune {
 		switch {
@@ -36,6 +37,9 @@ func ConflictKey(key, host string, t time.Time) string {
 		dir, name = key[:i+1], key[i+1:]
 	}
 	room := min(maxNameLen, maxKeyLen-len(dir)) - len(suffix)
+	if room < 1 {
+		return "" // no name fits: no conflict copy can be kept
+	}
 	if len(name) > room {
 		n := max(room, 0)
 		for n > 0 && !utf8.RuneStart(name[n]) {

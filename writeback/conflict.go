@@ -94,8 +94,14 @@ func (f *File) conflictLocked(ctx context.Context, err error) bool {
 	if !errors.Is(err, store.ErrPrecondition) || f.cond.IsZero() {
 		return false
 	}
-	if f.w.conflictKey == nil || f.conflict != nil || len(f.sent) > 0 || len(f.staged) > 0 {
-		f.noteConflictLocked("")
+	switch {
+	case f.w.conflictKey == nil:
+		f.noteConflictLocked("", "conflict copies are off (--on-conflict error)")
+		return false
+	case f.conflict != nil:
+		return false // the conflict copy itself lost a race: syncLocked reports both
+	case len(f.sent) > 0 || len(f.staged) > 0:
+		f.noteConflictLocked("", "parts were already sent and their buffers released")
 		return false
 	}
 	if f.up != nil {
@@ -112,10 +118,14 @@ func (f *File) conflictLocked(ctx context.Context, err error) bool {
 	case errors.Is(serr, store.ErrNotExist):
 		f.base, f.baseLimit = nil, 0
 	default:
-		f.noteConflictLocked("")
+		f.noteConflictLocked("", "the current version could not be read: "+serr.Error())
 		return false
 	}
 	copyKey := f.w.conflictKey(f.key)
+	if copyKey == "" {
+		f.noteConflictLocked("", "no conflict name fits in S3's key limit")
+		return false
+	}
 	f.conflict = &ConflictError{Key: f.key, CopyKey: copyKey, Err: err}
 	f.w.log.Warn("conflict: another writer stored the file first; keeping these changes under a conflict name",
 		"key", f.key, "conflict_copy", copyKey, "err", err)
@@ -125,11 +135,12 @@ func (f *File) conflictLocked(ctx context.Context, err error) bool {
 	return true
 }
 
-// noteConflictLocked records a lost race whose bytes are not kept.
-func (f *File) noteConflictLocked(copyKey string) {
+// noteConflictLocked records a lost race: its changes kept at copyKey, or,
+// with copyKey "", lost for the reason given.
+func (f *File) noteConflictLocked(copyKey, lost string) {
 	if copyKey == "" {
-		f.w.log.Error("conflict: another writer stored the file first, and these changes are no longer all held (parts already sent): they are lost; the application gets ESTALE",
-			"key", f.key)
+		f.w.log.Error("conflict: another writer stored the file first; these changes are lost and the application gets ESTALE",
+			"key", f.key, "why_not_kept", lost)
 	}
 	f.w.conflicts.add(Conflict{Key: f.key, CopyKey: copyKey, At: time.Now()})
 }

@@ -121,7 +121,7 @@ func (f *File) syncLocked(ctx context.Context) (store.Object, error) {
 		err = fmt.Errorf("%w; storing the changes as %q failed as well: %v", c.Err, c.CopyKey, err)
 		f.key, f.conflict = c.Key, nil
 		f.keyNow.Store(&c.Key)
-		f.noteConflictLocked("")
+		f.noteConflictLocked("", "storing the conflict copy failed")
 	}
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
@@ -159,7 +159,7 @@ func (f *File) syncLocked(ctx context.Context) (store.Object, error) {
 func (f *File) conflictStoredLocked(c *ConflictError) error {
 	f.up = nil // completed under the conflict key
 	f.dropLocked()
-	f.noteConflictLocked(c.CopyKey)
+	f.noteConflictLocked(c.CopyKey, "")
 	f.key, f.conflict = c.Key, nil
 	f.keyNow.Store(&c.Key)
 	f.dirty, f.err = false, c

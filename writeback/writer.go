@@ -43,8 +43,8 @@ type Options struct {
 	// owns the retry; the buffers stay charged to the budget until then.
 	KeepUnsent bool
 	// ConflictKey names the conflict copy of key: where a file's changes
-	// are stored when another writer stored key first (conflict.go). nil
-	// keeps no copies: the lost race is only an error.
+	// are stored when another writer stored key first (conflict.go). nil,
+	// or "" for a key, keeps no copy: the lost race is only an error.
 	ConflictKey func(key string) string
 	Logger      *slog.Logger
 
