@@ -105,7 +105,7 @@
 //
 // With Options.FastClose, close (FLUSH) returns once the file's bytes are
 // held in the write buffer: the upload is queued (fastclose.go) and starts
-// Options.UploadDelay (100 ms) later, with up to Options.PutConcurrency
+// Options.UploadDelay (500 ms) later, with up to Options.PutConcurrency
 // files in flight. Within that delay a rename moves the state to the new key
 // without a request (writeback.File.Rekey: a new or truncated file with no
 // part sent), a metadata change lands in the upload's metadata, and an

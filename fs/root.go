@@ -89,7 +89,7 @@ type Options struct {
 	FastClose bool
 	// UploadDelay is how long a closed file waits, with FastClose, before
 	// its upload starts, so that a rename, metadata change or unlink that
-	// follows at once is applied first; default 100ms, negative none.
+	// follows at once is applied first; default 500ms, negative none.
 	UploadDelay time.Duration
 	// PutConcurrency bounds the background uploads of closed files in
 	// flight, with FastClose; default 16. The parts of large files are
