@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"sync"
 	"syscall"
@@ -36,6 +37,12 @@ type dirNode struct {
 	// entriesAt is when this mount last added or removed an entry; see
 	// entriesChanged. guarded by mu
 	entriesAt time.Time
+	// metaPending: attrs hold changes the marker does not have yet; see
+	// Setattr. removed: the directory was removed (rmdir) or moved away
+	// (rename), and its marker must not be written again. guarded by mu
+	metaPending, removed bool
+	// metaMu serializes writes of the marker's metadata; taken before mu.
+	metaMu sync.Mutex
 }
 
 // entriesChanged records that an entry was added to or removed from the
@@ -217,7 +224,10 @@ func (d *dirNode) dirChild(ctx context.Context, prefix, name string, a attrs, ou
 	if ch := d.GetChild(name); ch != nil {
 		if sub, ok := ch.Operations().(*dirNode); ok {
 			sub.mu.Lock()
-			sub.attrs = a
+			if !sub.metaPending { // this mount's changes win until written
+				sub.attrs = a
+			}
+			sub.removed = false // made again
 			a = sub.attrsLocked()
 			sub.mu.Unlock()
 			a.fill(&out.Attr, syscall.S_IFDIR, 0)
@@ -243,8 +253,11 @@ func (d *dirNode) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.At
 var _ = (fusefs.NodeSetattrer)((*dirNode)(nil))
 
 // Setattr changes mode, owner and mtime. A directory's marker is an empty
-// object, so the change is stored by writing the marker again; the bucket
-// root (empty prefix) has no marker and keeps the change in memory.
+// object, so the change is stored by writing the marker again, as a pending
+// metadata change is (see "Metadata changes" in the package comment):
+// mkdir, chmod and utimes in a row, as rsync does for every directory,
+// cost the mkdir's marker and one more. The bucket root (empty prefix) has
+// no marker and keeps the change in memory.
 func (d *dirNode) Setattr(ctx context.Context, f fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if d.readOnly() {
 		return syscall.EROFS
@@ -254,21 +267,54 @@ func (d *dirNode) Setattr(ctx context.Context, f fusefs.FileHandle, in *fuse.Set
 	}
 	d.mu.Lock()
 	a := d.attrsLocked().setattr(in)
-	prefix := d.prefix
-	d.mu.Unlock()
-	if prefix != "" {
-		md := a.metadata(nil, syscall.S_IFDIR)
-		opts := store.PutOptions{Metadata: md, ContentType: dirContentType}
-		if _, err := d.fsys.opts.Store.Put(context.WithoutCancel(ctx), prefix, nil, store.Sum(nil), opts); err != nil {
-			return d.fsys.toErrno("setattr", prefix, err)
-		}
-		d.fsys.changed(prefix)
-	}
-	d.mu.Lock()
 	d.attrs, d.entriesAt = a, time.Time{}
+	pend := d.prefix != "" && !d.metaPending && !d.removed
+	if pend {
+		d.metaPending = true
+	}
 	d.mu.Unlock()
+	if pend {
+		d.fsys.dirPendingAdd(d)
+	}
 	a.fill(&out.Attr, syscall.S_IFDIR, 0)
 	return 0
+}
+
+// markRemoved records that the directory is gone: its pending metadata is
+// dropped, and a write of it in flight finishes first.
+func (d *dirNode) markRemoved() {
+	d.metaMu.Lock()
+	d.mu.Lock()
+	d.removed, d.metaPending = true, false
+	d.mu.Unlock()
+	d.metaMu.Unlock()
+	d.fsys.dirPendingDone(d)
+}
+
+// writeMeta stores the directory's pending metadata changes by writing its
+// marker again.
+func (d *dirNode) writeMeta(ctx context.Context) error {
+	d.metaMu.Lock()
+	defer d.metaMu.Unlock()
+	d.mu.Lock()
+	if !d.metaPending || d.removed {
+		d.metaPending = false
+		d.mu.Unlock()
+		d.fsys.dirPendingDone(d)
+		return nil
+	}
+	a, prefix := d.attrsLocked(), d.prefix
+	d.mu.Unlock()
+	opts := store.PutOptions{Metadata: a.metadata(nil, syscall.S_IFDIR), ContentType: dirContentType}
+	if _, err := d.fsys.opts.Store.Put(context.WithoutCancel(ctx), prefix, nil, store.Sum(nil), opts); err != nil {
+		return fmt.Errorf("store the metadata of directory %q: %w", prefix, err)
+	}
+	d.fsys.changed(prefix)
+	d.mu.Lock()
+	d.metaPending = false
+	d.mu.Unlock()
+	d.fsys.dirPendingDone(d)
+	return nil
 }
 
 var _ = (fusefs.NodeMkdirer)((*dirNode)(nil))
@@ -334,6 +380,11 @@ func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	}
 	if len(page.Prefixes) > 0 {
 		return syscall.ENOTEMPTY
+	}
+	if ch := d.GetChild(name); ch != nil {
+		if sub, ok := ch.Operations().(*dirNode); ok {
+			sub.markRemoved() // before the delete: a pending write must not bring it back
+		}
 	}
 	if err := d.fsys.opts.Store.Delete(ctx, prefix); err != nil {
 		return d.fsys.toErrno("rmdir", prefix, err)

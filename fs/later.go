@@ -32,8 +32,10 @@ const maxBackgroundDeletes = 16
 // later is the filesystem's record of that work.
 type later struct {
 	mu sync.Mutex
-	// meta holds the files whose metadata changes are not written yet.
+	// meta holds the files whose metadata changes are not written yet,
+	// dirs the directories.
 	meta map[*fileNode]struct{}
+	dirs map[*dirNode]struct{}
 	// deleting maps an old name being deleted to a channel closed when the
 	// delete has ended. While it is there the name reads as missing, and
 	// nothing new may be stored under it (awaitDelete).
@@ -55,6 +57,7 @@ type failedDelete struct {
 func newLater() *later {
 	return &later{
 		meta:          make(map[*fileNode]struct{}),
+		dirs:          make(map[*dirNode]struct{}),
 		deleting:      make(map[string]chan struct{}),
 		failedDeletes: make(map[string]failedDelete),
 		slots:         make(chan struct{}, maxBackgroundDeletes),
@@ -83,6 +86,43 @@ func (fsys *filesystem) metaPendingDone(n *fileNode) {
 	fsys.later.mu.Lock()
 	delete(fsys.later.meta, n)
 	fsys.later.mu.Unlock()
+}
+
+// dirPendingAdd is metaPendingAdd for a directory.
+func (fsys *filesystem) dirPendingAdd(d *dirNode) {
+	fsys.later.mu.Lock()
+	_, known := fsys.later.dirs[d]
+	fsys.later.dirs[d] = struct{}{}
+	fsys.later.mu.Unlock()
+	if known {
+		return
+	}
+	time.AfterFunc(fsys.opts.MetadataDelay, func() {
+		if err := d.writeMeta(context.Background()); err != nil {
+			fsys.log.Warn("metadata change not stored yet; it is tried again at fsync and unmount",
+				"key", d.prefixNow(), "err", err)
+		}
+	})
+}
+
+func (fsys *filesystem) dirPendingDone(d *dirNode) {
+	fsys.later.mu.Lock()
+	delete(fsys.later.dirs, d)
+	fsys.later.mu.Unlock()
+}
+
+// dirPendingNodes returns the directories with metadata to write at or
+// below prefix.
+func (fsys *filesystem) dirPendingNodes(prefix string) []*dirNode {
+	fsys.later.mu.Lock()
+	defer fsys.later.mu.Unlock()
+	var dirs []*dirNode
+	for d := range fsys.later.dirs {
+		if strings.HasPrefix(d.prefixNow(), prefix) {
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs
 }
 
 // metaPendingNodes returns the files with metadata to write whose keys start
@@ -199,6 +239,11 @@ func (fsys *filesystem) writeAllMeta(ctx context.Context, prefix string) error {
 	var errs []error
 	for _, n := range fsys.metaPendingNodes(prefix) {
 		if err := n.writeMeta(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, d := range fsys.dirPendingNodes(prefix) {
+		if err := d.writeMeta(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}

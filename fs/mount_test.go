@@ -316,12 +316,35 @@ func TestChmodDirIsStored(t *testing.T) {
 	if err := os.Mkdir(m.path("d"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	m.st.ResetCalls()
 	if err := os.Chmod(m.path("d"), 0o700); err != nil {
 		t.Fatal(err)
 	}
+	mtime := time.Unix(1600000000, 0)
+	if err := os.Chtimes(m.path("d"), mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(m.path("d")); err != nil || fi.Mode().Perm() != 0o700 || !fi.ModTime().Equal(mtime) {
+		t.Fatalf("stat after chmod and utimes: %v %v", fi, err)
+	}
+	m.syncDir(t, "d")
 	marker, err := m.st.Stat(context.Background(), "d/")
-	if err != nil || marker.Metadata["mode"] != "16832" { // S_IFDIR|0700
-		t.Fatalf("marker after chmod: %v %v", marker.Metadata, err)
+	if err != nil || marker.Metadata["mode"] != "16832" || marker.Metadata["mtime"] != "1600000000" { // S_IFDIR|0700
+		t.Fatalf("marker after chmod, utimes and fsync: %v %v", marker.Metadata, err)
+	}
+	if puts := m.st.CallsTo("Put"); len(puts) != 1 {
+		t.Errorf("chmod and utimes of a directory cost %d marker writes, want 1", len(puts))
+	}
+	// A removed directory's pending change is dropped, not written.
+	if err := os.Chmod(m.path("d"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(m.path("d")); err != nil {
+		t.Fatal(err)
+	}
+	m.syncDir(t, ".")
+	if _, err := m.st.Stat(context.Background(), "d/"); err == nil {
+		t.Error("the marker of a removed directory was written again")
 	}
 }
 

@@ -28,6 +28,11 @@ func (d *dirNode) renameDir(ctx context.Context, n *dirNode, srcPrefix string, d
 	if errno != 0 {
 		return errno
 	}
+	// The copies carry what S3 holds: pending metadata changes below go
+	// first.
+	if err := d.fsys.writeAllMeta(ctx, srcPrefix); err != nil {
+		return d.fsys.toErrno("rename", srcPrefix, err)
+	}
 
 	// No file below the directory may write or sync while it moves, and
 	// the files being written are completed first, so that the listing

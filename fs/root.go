@@ -263,6 +263,9 @@ func (r *Root) DirtyKeys() []string {
 	for _, n := range r.fsys.metaPendingNodes("") {
 		keys = append(keys, n.keyNow())
 	}
+	for _, d := range r.fsys.dirPendingNodes("") {
+		keys = append(keys, d.prefixNow())
+	}
 	sort.Strings(keys)
 	return slices.Compact(keys)
 }
