@@ -306,10 +306,12 @@ func (d *dirNode) writeMeta(ctx context.Context) error {
 	a, prefix := d.attrsLocked(), d.prefix
 	d.mu.Unlock()
 	opts := store.PutOptions{Metadata: a.metadata(nil, syscall.S_IFDIR), ContentType: dirContentType}
-	if _, err := d.fsys.opts.Store.Put(context.WithoutCancel(ctx), prefix, nil, store.Sum(nil), opts); err != nil {
+	marker, err := d.fsys.opts.Store.Put(context.WithoutCancel(ctx), prefix, nil, store.Sum(nil), opts)
+	if err != nil {
 		return fmt.Errorf("store the metadata of directory %q: %w", prefix, err)
 	}
-	d.fsys.changed(prefix)
+	marker.Key, marker.Size, marker.Metadata = prefix, 0, opts.Metadata
+	d.fsys.stored(marker)
 	d.mu.Lock()
 	d.metaPending = false
 	d.mu.Unlock()
@@ -341,7 +343,7 @@ func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 	}
 	// The kernel looked the name up first and found nothing: the new
 	// directory is empty, and lookups in it need not ask S3.
-	marker.Key = key
+	marker.Key, marker.Size, marker.Metadata = key, 0, opts.Metadata
 	d.fsys.meta.CreatedDir(marker)
 	d.entriesChanged()
 	return d.dirChild(ctx, key, name, a, out), 0

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/partfs/partfs/store"
 )
 
 // maxAbsentDirs bounds the probes remembered as empty; past it, expired
@@ -42,7 +44,27 @@ func (m *Cache) FindDir(ctx context.Context, prefix string) (found, marker bool,
 		return false, false, nil
 	}
 	// The marker is the first key under its own prefix.
-	return true, len(page.Objects) > 0 && page.Objects[0].Key == prefix, nil
+	marker = len(page.Objects) > 0 && page.Objects[0].Key == prefix
+	if marker {
+		m.listedMarker(page.Objects[0])
+	}
+	return true, marker, nil
+}
+
+// listedMarker takes a marker object a probe listed: when a Stat result of
+// that version is remembered, its metadata are known, and a Stat of the
+// marker within StatTTL needs no request (as for listed objects, see
+// cachedStatLocked). Only the version is trusted, not the moment: a
+// marker this mount rewrote meanwhile is another version.
+func (m *Cache) listedMarker(obj store.Object) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	md, ok := m.knownVersionLocked(obj)
+	if !ok {
+		return
+	}
+	obj.Metadata = md
+	m.putStatLocked(&statEntry{key: obj.Key, obj: obj, expires: m.now().Add(m.statTTL)})
 }
 
 // dirAbsent reports whether the directory prefix (ending in "/") is known

@@ -1,9 +1,11 @@
 package meta
 
 import (
+	"context"
 	"testing"
 	"time"
 
+	"github.com/partfs/partfs/store"
 	"github.com/partfs/partfs/store/memstore"
 )
 
@@ -67,5 +69,33 @@ func TestAbsentDirs(t *testing.T) {
 	}
 	if off := newCache(-1); func() bool { remember(off, "p/"); return off.dirAbsent("p/") }() {
 		t.Error("remembered with a negative TTL")
+	}
+}
+
+// A probe that lists a marker whose version a Stat saw before answers the
+// next Stat of the marker without a HEAD.
+func TestFindDirKnownMarker(t *testing.T) {
+	now := time.Unix(1000, 0)
+	st := memstore.New(memstore.Options{Now: func() time.Time { return now }})
+	ctx := context.Background()
+	if _, err := st.Put(ctx, "d/", nil, store.Sum(nil), store.PutOptions{Metadata: store.Metadata{"mode": "16877"}}); err != nil {
+		t.Fatal(err)
+	}
+	m := New(st, Options{Now: func() time.Time { return now }})
+	if _, err := m.Stat(ctx, "d/"); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Second) // the Stat result has expired
+	st.ResetCalls()
+	found, marker, err := m.FindDir(ctx, "d/")
+	if err != nil || !found || !marker {
+		t.Fatalf("FindDir: %v %v %v", found, marker, err)
+	}
+	obj, err := m.Stat(ctx, "d/")
+	if err != nil || obj.Metadata["mode"] != "16877" {
+		t.Fatalf("Stat after the probe: %+v %v", obj, err)
+	}
+	if n := len(st.CallsTo("Stat")); n != 0 {
+		t.Errorf("%d HEADs after a probe listed a known marker, want 0", n)
 	}
 }

@@ -17,6 +17,12 @@ const (
 	// is worth a listing: below it the listing would expire before it
 	// answered anything.
 	minBurstTTL = 100 * time.Millisecond
+	// burstMemory is how many NegativeTTLs after its last miss a burst
+	// still lists its directory at the next miss: rsync comes back to a
+	// directory seconds after it looked its names up (its generator runs
+	// ahead of its receiver), and one listing then answers what a HEAD
+	// and a directory probe per name would.
+	burstMemory = 10
 )
 
 // A burst is a run of lookups of names that do not exist in one directory:
@@ -27,7 +33,8 @@ const (
 // instead (one request, up to 1,000 entries); if that is the whole
 // directory, the listing answers every further miss there without a
 // request until it is NegativeTTL old, and this mount's own changes mark
-// their names in it instead of dropping it. A directory larger than one
+// their names in it instead of dropping it. Once it has expired, the next
+// miss there within burstMemory NegativeTTLs of the last lists it again. A directory larger than one
 // page is remembered as such for ListTTL and gets HEADs as before.
 type burst struct {
 	missKey    string    // the name the last miss there was of
@@ -90,7 +97,7 @@ func (m *Cache) inBurstLocked(key string, now time.Time) bool {
 	}
 	prefix := parent(key)
 	b := m.bursts[prefix]
-	if b == nil || !b.many || !now.Before(b.missAt.Add(m.negativeTTL)) || now.Before(b.largeUntil) {
+	if b == nil || !b.many || !now.Before(b.missAt.Add(burstMemory*m.negativeTTL)) || now.Before(b.largeUntil) {
 		return false
 	}
 	// A listing young enough to answer for missing names has already said

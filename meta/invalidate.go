@@ -103,8 +103,13 @@ func (m *Cache) CreatedDir(marker store.Object) {
 	defer m.mu.Unlock()
 	m.invalidateLocked(marker.Key)
 	now := m.now()
-	marker.Metadata = nil
-	l := &Listing{Prefix: marker.Key, Objects: []store.Object{marker}}
+	if marker.Metadata != nil && marker.ETag != "" {
+		// The marker's metadata are those just written, as for Update.
+		m.putStatLocked(&statEntry{key: marker.Key, obj: marker, expires: now.Add(m.statTTL)})
+	}
+	listed := marker
+	listed.Metadata = nil
+	l := &Listing{Prefix: marker.Key, Objects: []store.Object{listed}}
 	m.putDirLocked(&dirEntry{prefix: marker.Key, l: l, taken: now, expires: now.Add(m.listTTL)})
 }
 
