@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"io/fs"
 	"sync"
 	"syscall"
@@ -146,8 +147,14 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 			return ch, 0
 		}
 	}
-	// A file the kernel forgot may still have metadata changes to write,
-	// which S3 does not show yet.
+	// A file the kernel forgot may still have bytes on their way to S3
+	// (fast close) or metadata changes to write, which S3 does not show
+	// yet: they are stored first.
+	if f := d.fsys.stateAt(key); f != nil && (ch == nil || ch.Operations() != f) {
+		if err := f.sync(ctx); err != nil {
+			return nil, d.fsys.toErrno("lookup", key, err)
+		}
+	}
 	if f := d.fsys.metaPendingAt(key); f != nil && (ch == nil || ch.Operations() != f) {
 		if err := f.writeMeta(ctx); err != nil {
 			return nil, d.fsys.toErrno("lookup", key, err)
@@ -303,7 +310,7 @@ func (d *dirNode) writeMeta(ctx context.Context) error {
 		d.fsys.dirPendingDone(d)
 		return nil
 	}
-	a, prefix := d.attrsLocked(), d.prefix
+	a, prefix, set := d.attrsLocked(), d.prefix, d.attrs
 	d.mu.Unlock()
 	opts := store.PutOptions{Metadata: a.metadata(nil, syscall.S_IFDIR), ContentType: dirContentType}
 	marker, err := d.fsys.opts.Store.Put(context.WithoutCancel(ctx), prefix, nil, store.Sum(nil), opts)
@@ -313,9 +320,14 @@ func (d *dirNode) writeMeta(ctx context.Context) error {
 	marker.Key, marker.Size, marker.Metadata = prefix, 0, opts.Metadata
 	d.fsys.stored(marker)
 	d.mu.Lock()
-	d.metaPending = false
+	// A change made while the marker was written waits for the next one.
+	again := d.attrs != set && !d.removed
+	d.metaPending = again
 	d.mu.Unlock()
 	d.fsys.dirPendingDone(d)
+	if again {
+		d.fsys.dirPendingAdd(d)
+	}
 	return nil
 }
 
@@ -370,7 +382,15 @@ func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 			}
 		}
 	}
+	for _, f := range d.fsys.stateNodes() {
+		if strings.HasPrefix(f.keyNow(), prefix) && f.hasState() {
+			return syscall.ENOTEMPTY // a file the kernel forgot, on its way to S3
+		}
+	}
 	ctx = context.WithoutCancel(ctx)
+	// Old names of files renamed away are deleted in the background; an
+	// emptied directory must not look full because of them.
+	d.fsys.waitDeletes(ctx, prefix)
 	page, err := d.fsys.opts.Store.List(ctx, prefix, "", "", 2)
 	if err != nil {
 		return d.fsys.toErrno("rmdir", prefix, err)
@@ -383,12 +403,19 @@ func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if len(page.Prefixes) > 0 {
 		return syscall.ENOTEMPTY
 	}
+	var removed *dirNode
 	if ch := d.GetChild(name); ch != nil {
 		if sub, ok := ch.Operations().(*dirNode); ok {
+			removed = sub
 			sub.markRemoved() // before the delete: a pending write must not bring it back
 		}
 	}
 	if err := d.fsys.opts.Store.Delete(ctx, prefix); err != nil {
+		if removed != nil {
+			removed.mu.Lock()
+			removed.removed = false
+			removed.mu.Unlock()
+		}
 		return d.fsys.toErrno("rmdir", prefix, err)
 	}
 	d.fsys.changedDir(prefix)

@@ -74,7 +74,7 @@ func (n *fileNode) backgroundUpload() {
 	queued, st := n.queued, n.state
 	n.queued = false
 	n.mu.Unlock()
-	if !queued || st == nil || !st.Dirty() {
+	if !queued || st == nil || !st.Dirty() || n.isUnlinked() {
 		n.op.RUnlock()
 		n.dropIdleState()
 		return
@@ -94,12 +94,18 @@ func (n *fileNode) backgroundUpload() {
 	n.dropIdleState()
 }
 
-// dropIdleState drops a clean state that no handle uses any more, as the
-// last release would have.
+func (n *fileNode) isUnlinked() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.unlinked
+}
+
+// dropIdleState drops a clean state (or one of an unlinked file) that no
+// handle uses any more, as the last release would have.
 func (n *fileNode) dropIdleState() {
 	n.mu.Lock()
 	st := n.state
-	if st == nil || n.users > 0 || n.queued || st.Dirty() {
+	if st == nil || n.users > 0 || n.queued || (st.Dirty() && !n.unlinked) {
 		n.mu.Unlock()
 		return
 	}
@@ -107,6 +113,21 @@ func (n *fileNode) dropIdleState() {
 	n.fsys.removeState(n)
 	n.mu.Unlock()
 	st.Discard()
+}
+
+// awaitUploads waits until no background upload is queued or running.
+func (fsys *filesystem) awaitUploads(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		fsys.uploads.inflight.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("uploads after close still running: %w", context.Cause(ctx))
+	}
 }
 
 // takeUploadErr returns, once, the failure of the file's last background

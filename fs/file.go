@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"errors"
+	"maps"
 	"sync"
 	"syscall"
 	"time"
@@ -249,15 +250,27 @@ func (n *fileNode) syncHeld(ctx context.Context) error {
 	n.mu.Lock()
 	n.obj, n.exists, n.statAt = obj, true, time.Now()
 	n.setVersionLocked(obj)
+	n.bgErr = nil // stored now: an earlier background failure is moot
 	pending := wasDirty && n.metaPending
-	if wasDirty {
+	// A multipart upload carries the metadata it was created with; later
+	// changes are written by a copy of their own.
+	carried := maps.Equal(obj.Metadata, opts.Metadata)
+	if wasDirty && carried {
 		// The upload carried the attributes.
 		n.localAttrs, n.metaPending = false, false
+	}
+	stale := wasDirty && !carried && !n.metaPending && !n.unlinked
+	if stale {
+		n.localAttrs, n.metaPending = true, true
+		pending = false
 	}
 	unlinked := n.unlinked
 	n.mu.Unlock()
 	if pending {
 		n.fsys.metaPendingDone(n)
+	}
+	if stale {
+		n.fsys.metaPendingAdd(n)
 	}
 	if unlinked {
 		// Unlink ran while the upload was in flight and may have deleted

@@ -270,7 +270,7 @@ func (fsys *filesystem) deleteLater(key, etag string) {
 			<-prev
 		}
 		l.slots <- struct{}{}
-		err := fsys.deleteVersion(context.Background(), key, etag)
+		err := fsys.deleteVersion(context.Background(), key, etag, false)
 		<-l.slots
 		if err == nil {
 			fsys.removed(key)
@@ -300,13 +300,16 @@ func (fsys *filesystem) deleteLater(key, etag string) {
 // new version of another client is lost. A newer version is kept, and so
 // reported as deleted: the renamed file's old name now holds someone
 // else's file.
-func (fsys *filesystem) deleteVersion(ctx context.Context, key, etag string) error {
+//
+// verify checks the version even without Options.Conditional: a retry of a
+// delete that failed must not remove what was stored since.
+func (fsys *filesystem) deleteVersion(ctx context.Context, key, etag string, verify bool) error {
 	st := fsys.opts.Store
-	if !fsys.opts.Conditional || etag == "" {
+	if (!fsys.opts.Conditional && !verify) || etag == "" {
 		return st.Delete(ctx, key)
 	}
 	err := store.ErrNotImplemented
-	if fsys.opts.ConditionalDelete {
+	if fsys.opts.Conditional && fsys.opts.ConditionalDelete {
 		err = st.DeleteIfMatch(ctx, key, etag)
 	}
 	if errors.Is(err, store.ErrNotImplemented) {
@@ -355,9 +358,8 @@ func (fsys *filesystem) awaitDelete(ctx context.Context, key string) error {
 	}
 }
 
-// awaitDeletes waits for the deletes in flight of old names below prefix
-// and reports those below it that failed.
-func (fsys *filesystem) awaitDeletes(ctx context.Context, prefix string) error {
+// waitDeletes waits for the deletes in flight of old names below prefix.
+func (fsys *filesystem) waitDeletes(ctx context.Context, prefix string) error {
 	l := fsys.later
 	l.mu.Lock()
 	var waits []chan struct{}
@@ -374,15 +376,16 @@ func (fsys *filesystem) awaitDeletes(ctx context.Context, prefix string) error {
 			return context.Cause(ctx)
 		}
 	}
-	var errs []error
-	l.mu.Lock()
-	for key, fd := range l.failedDeletes {
-		if strings.HasPrefix(key, prefix) {
-			errs = append(errs, fmt.Errorf("delete %q (the old name of a renamed file): %w", key, fd.err))
-		}
+	return nil
+}
+
+// awaitDeletes waits for the deletes in flight of old names below prefix,
+// tries those that failed once more, and reports the ones that fail again.
+func (fsys *filesystem) awaitDeletes(ctx context.Context, prefix string) error {
+	if err := fsys.waitDeletes(ctx, prefix); err != nil {
+		return err
 	}
-	l.mu.Unlock()
-	return errors.Join(errs...)
+	return fsys.retryDeletes(ctx, prefix)
 }
 
 // finishDeletes waits for the deletes in flight and tries the failed ones
@@ -399,18 +402,29 @@ func (fsys *filesystem) finishDeletes(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("deletes of renamed files' old names still in flight: %w", context.Cause(ctx))
 	}
+	return fsys.retryDeletes(ctx, "")
+}
+
+// retryDeletes tries the failed deletes of old names below prefix again,
+// each checking first, with a HEAD, that the name still holds the version
+// copied (a name this mount or another client stored again is kept), and
+// reports those that fail again.
+func (fsys *filesystem) retryDeletes(ctx context.Context, prefix string) error {
+	l := fsys.later
 	l.mu.Lock()
 	keys := make([]string, 0, len(l.failedDeletes))
 	etags := make(map[string]string, len(l.failedDeletes))
 	for k, fd := range l.failedDeletes {
-		keys = append(keys, k)
-		etags[k] = fd.etag
+		if strings.HasPrefix(k, prefix) {
+			keys = append(keys, k)
+			etags[k] = fd.etag
+		}
 	}
 	l.mu.Unlock()
 	sort.Strings(keys)
 	var errs []error
 	for _, key := range keys {
-		err := fsys.deleteVersion(ctx, key, etags[key])
+		err := fsys.deleteVersion(ctx, key, etags[key], true)
 		fsys.changed(key)
 		l.mu.Lock()
 		if err == nil {
@@ -422,6 +436,14 @@ func (fsys *filesystem) finishDeletes(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// storedAgain forgets a failed delete of key, which this mount stored
+// again: that version is not the renamed file's.
+func (fsys *filesystem) storedAgain(key string) {
+	fsys.later.mu.Lock()
+	delete(fsys.later.failedDeletes, key)
+	fsys.later.mu.Unlock()
 }
 
 // failedDeleteKeys lists the old names whose delete failed.

@@ -93,6 +93,7 @@ func (fsys *filesystem) changedDir(prefix string) {
 // obj.Metadata: the next stat of its key needs no request. An object whose
 // reply lacked what a stat reports is only invalidated.
 func (fsys *filesystem) stored(obj store.Object) {
+	fsys.storedAgain(obj.Key)
 	if obj.ETag == "" || obj.Metadata == nil {
 		fsys.changed(obj.Key)
 		return

@@ -29,9 +29,18 @@ func (d *dirNode) renameDir(ctx context.Context, n *dirNode, srcPrefix string, d
 		return errno
 	}
 	// The copies carry what S3 holds: pending metadata changes below go
-	// first.
+	// first, the old names of files renamed away must be gone, and files
+	// the kernel forgot before their upload ended (fast close) stored.
 	if err := d.fsys.writeAllMeta(ctx, srcPrefix); err != nil {
 		return d.fsys.toErrno("rename", srcPrefix, err)
+	}
+	d.fsys.waitDeletes(ctx, srcPrefix)
+	for _, f := range d.fsys.stateNodes() {
+		if strings.HasPrefix(f.keyNow(), srcPrefix) && f.dirty() {
+			if err := f.sync(ctx); err != nil {
+				return d.fsys.toErrno("rename", f.keyNow(), err)
+			}
+		}
 	}
 
 	// No file below the directory may write or sync while it moves, and

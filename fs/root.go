@@ -223,6 +223,13 @@ func New(opts Options) (*Root, error) {
 // while open are skipped, as their data is meant to vanish.
 func (r *Root) SyncAll(ctx context.Context) error {
 	err := r.syncStates(ctx)
+	// Background uploads still running (fast close) end with the file
+	// stored, or with its state dirty again for the report below.
+	if werr := r.fsys.awaitUploads(ctx); werr != nil {
+		err = errors.Join(err, werr)
+	} else if err == nil {
+		err = r.syncStates(ctx)
+	}
 	return errors.Join(err, r.fsys.writeAllMeta(ctx, ""), r.fsys.finishDeletes(ctx))
 }
 
@@ -290,6 +297,16 @@ func (fsys *filesystem) removeState(n *fileNode) {
 	fsys.mu.Lock()
 	delete(fsys.dirty, n)
 	fsys.mu.Unlock()
+}
+
+// stateAt returns a file at key that holds a state not yet stored, if any.
+func (fsys *filesystem) stateAt(key string) *fileNode {
+	for _, n := range fsys.stateNodes() {
+		if n.keyNow() == key && n.dirty() {
+			return n
+		}
+	}
+	return nil
 }
 
 func (fsys *filesystem) stateNodes() []*fileNode {

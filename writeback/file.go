@@ -101,7 +101,9 @@ func (f *File) Size() int64 { return f.sizeNow.Load() }
 // Dirty reports whether the file has changes not yet durable in S3.
 func (f *File) Dirty() bool { return f.dirtyNow.Load() }
 
-// SetOptions replaces the metadata used when the object is next stored.
+// SetOptions replaces the metadata used when the object is next stored. A
+// multipart upload already under way keeps the metadata it was created
+// with: Sync's Object says what was stored.
 func (f *File) SetOptions(opts store.PutOptions) {
 	f.opMu.Lock()
 	f.opts = opts

@@ -30,6 +30,7 @@ type upload struct {
 	key    string
 	id     string
 	cond   store.Condition // the PutOptions.Cond the upload was created with
+	md     store.Metadata  // the metadata it was created with: the object's
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -77,7 +78,7 @@ func (w *Writer) startUploadUnder(ctx, parent context.Context, key string, opts 
 		return nil, fmt.Errorf("start multipart upload of %q: %w", key, err)
 	}
 	w.log.Debug("multipart upload started", "key", key)
-	return &upload{w: w, key: key, id: id, cond: opts.Cond, ctx: uctx, cancel: cancel,
+	return &upload{w: w, key: key, id: id, cond: opts.Cond, md: opts.Metadata, ctx: uctx, cancel: cancel,
 		numbers: map[int]bool{}, parts: map[int32]store.Part{}}, nil
 }
 
@@ -258,6 +259,12 @@ func (u *upload) complete(ctx context.Context, last int) (store.Object, error) {
 	}
 	u.cancel()
 	u.w.log.Debug("multipart upload completed", "key", u.key, "parts", len(parts))
+	// A multipart object has the metadata its upload was created with,
+	// whatever SetOptions said after.
+	obj.Metadata = u.md
+	if obj.Metadata == nil {
+		obj.Metadata = store.Metadata{}
+	}
 	return obj, nil
 }
 
