@@ -87,8 +87,10 @@ func BenchmarkRead(b *testing.B) {
 	for i := range benchRounds {
 		direct := func() sideRun {
 			var side sideRun
-			r.minioDirect = append(r.minioDirect, usageDuring(b, minio, func() {
-				side = runSide(b, func() error { return getParallel(ctx, st, "seq.bin", readBenchSize) })
+			r.selfDirect = append(r.selfDirect, usageDuring(b, os.Getpid(), func() {
+				r.minioDirect = append(r.minioDirect, usageDuring(b, minio, func() {
+					side = runSide(b, func() error { return getParallel(ctx, st, "seq.bin", readBenchSize) })
+				}))
 			}))
 			return side
 		}
@@ -112,10 +114,12 @@ func BenchmarkRead(b *testing.B) {
 		}
 		var md sideRun
 		var u procUsage
-		r.minioMount = append(r.minioMount, usageDuring(b, minio, func() {
-			u = usageDuring(b, m.pid(), func() {
-				md = runSide(b, func() error { return readAll(m.path("seq.bin")) })
-			})
+		r.selfMount = append(r.selfMount, usageDuring(b, os.Getpid(), func() {
+			r.minioMount = append(r.minioMount, usageDuring(b, minio, func() {
+				u = usageDuring(b, m.pid(), func() {
+					md = runSide(b, func() error { return readAll(m.path("seq.bin")) })
+				})
+			}))
 		}))
 		if mountFirst(i) {
 			dd = direct()
@@ -182,8 +186,10 @@ type readReport struct {
 	// partfs's usage in the mount side of each case
 	warmUsage, rand1Usage, randQDUsage, lsUsage, ttfbUsage procUsage
 	fresh                                                  freshMemory
-	// MinIO's usage during each round's mount and direct side
+	// MinIO's and this process's (the reader's, the direct client's) usage
+	// during each round's mount and direct side
 	minioMount, minioDirect []procUsage
+	selfMount, selfDirect   []procUsage
 	coldOnly                bool   // only the 1 GiB reads ran (readBenchOnlyEnv)
 	args                    string // partfs's flags beyond the defaults
 }
@@ -225,18 +231,21 @@ func (r readReport) print(w io.Writer) {
 		float64(r.peakRSS)/float64(miB), float64(r.peakRSSEnd)/float64(miB))
 }
 
-// cpuLine splits the median cold round's CPU time per GiB by process: MinIO
-// on both sides, partfs on the mount's, and what is left of the machine's
-// (the kernel's work for the reader and the mount, the direct client, and
-// whatever else ran).
+// cpuLine splits the median cold round's CPU time per GiB by process:
+// MinIO on both sides, partfs on the mount's, and this process, which is
+// the reader of the mount (its read(2) calls copy from the page cache and
+// start the kernel's read-ahead) or the direct client. Their sum leaves out
+// whatever else the machine ran, unlike the machine's line.
 func (r readReport) cpuLine() string {
 	i := r.cold.medianRound()
-	perGiB := func(d time.Duration) float64 { return d.Seconds() * float64(giB) / float64(readBenchSize) }
+	perGiB := func(u procUsage) float64 {
+		return (u.user + u.system).Seconds() * float64(giB) / float64(readBenchSize)
+	}
 	mm, md, u := r.minioMount[i], r.minioDirect[i], r.cold.usage[i]
-	rest := r.cold.mountBusy[i] - mm.user - mm.system - u.user - u.system
-	return fmt.Sprintf("  CPU per GiB by process: MinIO mount %.2f s, direct %.2f s; partfs user %.2f s, sys %.2f s; the rest of the mount side %.2f s, of the direct side %.2f s",
-		perGiB(mm.user+mm.system), perGiB(md.user+md.system), perGiB(u.user), perGiB(u.system),
-		perGiB(rest), perGiB(r.cold.directBusy[i]-md.user-md.system))
+	sm, sd := r.selfMount[i], r.selfDirect[i]
+	return fmt.Sprintf("  CPU per GiB by process: mount side %.2f s = MinIO %.2f + partfs %.2f (user %.2f, sys %.2f) + reader %.2f; direct side %.2f s = MinIO %.2f + client %.2f",
+		perGiB(mm)+perGiB(u)+perGiB(sm), perGiB(mm), perGiB(u), perGiB(procUsage{user: u.user}), perGiB(procUsage{system: u.system}), perGiB(sm),
+		perGiB(md)+perGiB(sd), perGiB(md), perGiB(sd))
 }
 
 // minioPID returns the process id of the MinIO the benchmark runs against:
