@@ -73,9 +73,11 @@ func BenchmarkReaderHot(b *testing.B) {
 		for b.Loop() {
 			r := c.Open(obj)
 			for off := int64(0); off < obj.Size; off += 128 << 10 {
-				if _, err := r.Slices(context.Background(), off, 128<<10); err != nil && err != io.EOF {
+				sp, err := r.Span(context.Background(), off, 128<<10)
+				if err != nil && err != io.EOF {
 					b.Fatal(err)
 				}
+				sp.Release()
 			}
 			r.Close()
 		}

@@ -37,7 +37,7 @@
 // # Handles and read-ahead
 //
 // Open returns a Reader for one open file handle; the fs layer calls
-// Reader.Slices for every FUSE read of that handle and Reader.Close on
+// Reader.Span for every FUSE read of that handle and Reader.Close on
 // release. A Reader watches where its reads land. After two reads in a row
 // that continue where the previous ones ended, give or take
 // Options.SequentialSlack (the kernel sends its own read-ahead as several
@@ -75,12 +75,20 @@
 // ReadAheadBytes, plus the blocks of reads in progress. Stats reports the
 // budget in use and its peak.
 //
+// The memory of blocks is reused rather than allocated for each block (see
+// pool): a block counts the references to it (the cache's while ristretto
+// keeps it, a fetch's for the readers waiting on it, one per reply in
+// flight), and its memory holds another block only once the last is gone.
+// A Span handed to the kernel is thus released by the fs layer once the
+// reply is written, never earlier.
+//
 // # Use from the fs layer
 //
 //	c, err := cache.New(st, opts)      // at mount; c.Close() at unmount
 //
 //	r := c.Open(obj)                   // OPEN for reading: one Reader per handle
-//	bs, err := r.Slices(ctx, off, n)   // READ: the bytes as slices of cached blocks; io.EOF at the end
+//	sp, err := r.Span(ctx, off, n)     // READ: the bytes as slices of cached blocks; io.EOF at the end
+//	sp.Release()                       // once the reply is written
 //	r.Close()                          // RELEASE
 //	c.Forget(old)                      // optional: free the blocks of a version known to be gone
 //
@@ -90,8 +98,10 @@
 //
 // # Locks
 //
-// Reader.mu is taken before Cache.mu; Cache.closeMu is taken alone. No lock
-// is held across a store call or while waiting for a fetch.
+// Reader.mu is taken before Cache.mu; Cache.closeMu is taken alone, but for
+// pool.mu, which ristretto's callbacks take under it (releasing the cache's
+// reference). pool.mu is taken last. No lock is held across a store call or
+// while waiting for a fetch.
 package cache
 
 import (
@@ -172,8 +182,9 @@ type Cache struct {
 	fetchSize int64 // a multiple of blockSize
 	slack     int64
 	log       *slog.Logger
-	blocks    *ristretto.Cache[string, []byte]
+	blocks    *ristretto.Cache[string, *block]
 	budget    budget
+	pool      *pool
 
 	// ctx is the parent of every Reader's context; Close cancels it and
 	// waits for the read-ahead fetches (wg) to end.
@@ -198,12 +209,16 @@ type Cache struct {
 }
 
 // fetch is one block request in progress, shared by every reader missing
-// that block. data and err are set before done is closed.
+// that block. data and err are set before done is closed. The readers that
+// claimed the fetch are its users until they let go of it (unuse); while
+// there are users, the fetch holds a reference to data for them, so that
+// each can take its own before letting go.
 type fetch struct {
-	done    chan struct{}
-	data    []byte
-	err     error
-	waiters int // guarded by Cache.mu; readers waiting besides the fetcher
+	done  chan struct{}
+	data  *block
+	err   error
+	users int  // guarded by Cache.mu
+	holds bool // guarded by Cache.mu; the fetch holds a reference to data
 }
 
 // New returns a Cache reading through st. Only the block and read-ahead
@@ -229,11 +244,18 @@ func New(st store.Store, opts Options) (*Cache, error) {
 	}
 	// Ristretto wants about ten counters per item it may hold.
 	counters := max(100, 10*opts.MaxBytes/opts.BlockSize)
-	blocks, err := ristretto.NewCache(&ristretto.Config[string, []byte]{
+	blocks, err := ristretto.NewCache(&ristretto.Config[string, *block]{
 		NumCounters:        counters,
 		MaxCost:            opts.MaxBytes,
 		BufferItems:        64,
 		IgnoreInternalCost: true,
+		// Whether evicted, declined, replaced or deleted, a block that
+		// leaves the cache loses the cache's reference.
+		OnExit: func(b *block) {
+			if b != nil && b.cached.CompareAndSwap(true, false) {
+				b.release()
+			}
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
@@ -247,15 +269,16 @@ func New(st store.Store, opts Options) (*Cache, error) {
 		log:       opts.Logger,
 		blocks:    blocks,
 		budget:    budget{limit: opts.ReadAheadBytes},
+		pool:      newPool(opts.BlockSize, int(opts.ReadAheadBytes/opts.BlockSize), nil),
 		ctx:       ctx,
 		cancel:    cancel,
 		inflight:  make(map[string]*fetch),
 	}, nil
 }
 
-// blockFunc receives the whole of block i. Calls for different blocks may
-// run concurrently.
-type blockFunc func(i int64, b []byte)
+// blockFunc receives the whole of block i with a reference that is now the
+// receiver's. Calls for different blocks may run concurrently.
+type blockFunc func(i int64, b *block)
 
 // fetchMissing hands each listed block of obj to got, fetching them.
 func (c *Cache) fetchMissing(ctx context.Context, obj store.Object, missing []int64, got blockFunc) error {
@@ -324,64 +347,117 @@ func blockKey(obj store.Object, i int64) string {
 	return string(b)
 }
 
-// lookup returns block i of obj from the cache.
-func (c *Cache) lookup(obj store.Object, i int64) ([]byte, bool, error) {
+// lookup returns block i of obj from the cache, with a reference for the
+// caller.
+func (c *Cache) lookup(obj store.Object, i int64) (*block, bool, error) {
 	c.closeMu.RLock()
 	defer c.closeMu.RUnlock()
 	if c.closed {
 		return nil, false, errClosed
 	}
 	b, ok := c.blocks.Get(blockKey(obj, i))
-	if !ok || int64(len(b)) != c.blockLen(obj, i) {
+	if !ok || int64(len(b.data)) != c.blockLen(obj, i) || !b.tryHold() {
 		return nil, false, nil
 	}
 	return b, true, nil
 }
 
-// remember offers block b to the cache and waits until ristretto has
-// admitted or declined it. Set is asynchronous: without the wait, a read
-// arriving after the fetch left c.inflight but before the Set took effect
-// would find the block nowhere and fetch it again (a sequential reader's
-// next read usually does exactly that).
-func (c *Cache) remember(k string, b []byte) {
+// has reports whether the cache holds block i of obj.
+func (c *Cache) has(obj store.Object, i int64) bool {
 	c.closeMu.RLock()
 	defer c.closeMu.RUnlock()
-	if !c.closed && c.blocks.Set(k, b, int64(len(b))) {
-		c.blocks.Wait()
+	if c.closed {
+		return false
 	}
+	b, ok := c.blocks.Get(blockKey(obj, i))
+	return ok && int64(len(b.data)) == c.blockLen(obj, i)
 }
 
-// claim returns the fetch in progress for block key k, counting the caller
-// as a waiter, or registers a new one that the caller must complete with
-// finish (mine is true).
+// remember offers block b to the cache, with a reference of the cache's own,
+// and waits until ristretto has admitted or declined it. Set is
+// asynchronous: without the wait, a read arriving after the fetch left
+// c.inflight but before the Set took effect would find the block nowhere
+// and fetch it again (a sequential reader's next read usually does exactly
+// that).
+func (c *Cache) remember(k string, b *block) {
+	c.closeMu.RLock()
+	defer c.closeMu.RUnlock()
+	if c.closed {
+		return
+	}
+	// The reference is the cache's before Set: ristretto may decline the
+	// block, and let go of it, before Set returns.
+	b.hold()
+	b.cached.Store(true)
+	if !c.blocks.Set(k, b, int64(len(b.data))) {
+		if b.cached.CompareAndSwap(true, false) {
+			b.release()
+		}
+		return
+	}
+	c.blocks.Wait()
+}
+
+// claim returns the fetch in progress for block key k, or registers a new
+// one that the caller must complete with finish (mine is true). Either way
+// the caller is a user of the fetch and lets go of it with unuse.
 func (c *Cache) claim(k string) (f *fetch, mine bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if f, ok := c.inflight[k]; ok {
-		f.waiters++
+		f.users++
 		return f, false
 	}
-	f = &fetch{done: make(chan struct{})}
+	f = &fetch{done: make(chan struct{}), users: 1}
 	c.inflight[k] = f
 	return f, true
 }
 
+// use makes the caller one more user of f, which it already uses or got
+// from someone who does; the caller lets go with unuse.
+func (c *Cache) use(f *fetch) {
+	c.mu.Lock()
+	f.users++
+	c.mu.Unlock()
+}
+
+// unuse ends a use of f; the last user lets go of the fetch's reference to
+// its block.
+func (c *Cache) unuse(f *fetch) {
+	c.mu.Lock()
+	f.users--
+	var b *block
+	if f.users == 0 && f.holds {
+		f.holds = false
+		b = f.data
+	}
+	c.mu.Unlock()
+	if b != nil {
+		b.release()
+	}
+}
+
 // finish completes a fetch registered by claim: the block goes to the cache
-// and to every waiter.
-func (c *Cache) finish(k string, f *fetch, b []byte, err error) {
-	f.data, f.err = b, err
+// and to every user. The caller keeps its own reference to b.
+func (c *Cache) finish(k string, f *fetch, b *block, err error) {
 	if err == nil {
 		c.remember(k, b)
 	}
 	c.mu.Lock()
+	f.data, f.err = b, err
+	if b != nil && f.users > 0 {
+		b.hold()
+		f.holds = true
+	}
 	delete(c.inflight, k)
 	c.mu.Unlock()
 	close(f.done)
 }
 
 // block returns block i of obj, from the cache, from a fetch in progress,
-// or fetched now. The returned bytes are shared and must not be modified.
-func (c *Cache) block(ctx context.Context, obj store.Object, i int64) ([]byte, error) {
+// or fetched now, with a reference for the caller. The bytes are shared
+// and must not be modified.
+func (c *Cache) block(ctx context.Context, obj store.Object, i int64) (*block, error) {
 	k := blockKey(obj, i)
 	for {
 		if b, ok, err := c.lookup(obj, i); err != nil || ok {
@@ -391,9 +467,11 @@ func (c *Cache) block(ctx context.Context, obj store.Object, i int64) ([]byte, e
 		if mine {
 			b, err := c.fetch(ctx, obj, i)
 			c.finish(k, f, b, err)
+			c.unuse(f)
 			return b, err
 		}
 		b, done, err := wait(ctx, f)
+		c.unuse(f)
 		if !done {
 			return nil, fmt.Errorf("cache: read %q block %d: %w", obj.Key, i, err)
 		}
@@ -404,24 +482,31 @@ func (c *Cache) block(ctx context.Context, obj store.Object, i int64) ([]byte, e
 	}
 }
 
-// wait returns the result of f once it is done, or the cause of ctx's end
+// wait returns the result of f once it is done, with a reference to its
+// block for the caller, who must be a user of f; or the cause of ctx's end
 // (done is false).
-func wait(ctx context.Context, f *fetch) (b []byte, done bool, err error) {
+func wait(ctx context.Context, f *fetch) (b *block, done bool, err error) {
 	select {
 	case <-f.done:
-		return f.data, true, f.err
+		if f.err != nil {
+			return nil, true, f.err
+		}
+		f.data.hold()
+		return f.data, true, nil
 	case <-ctx.Done():
 		return nil, false, context.Cause(ctx)
 	}
 }
 
-// fetch reads block i of obj from the store, pinned to obj.ETag.
-func (c *Cache) fetch(ctx context.Context, obj store.Object, i int64) ([]byte, error) {
+// fetch reads block i of obj from the store, pinned to obj.ETag, into a
+// block whose one reference is the caller's.
+func (c *Cache) fetch(ctx context.Context, obj store.Object, i int64) (*block, error) {
 	off, n := i*c.blockSize, c.blockLen(obj, i)
 	c.log.Debug("cache: fetching block", "key", obj.Key, "block", i, "off", off, "len", n)
 	c.countGet(n)
-	b := make([]byte, n)
-	if _, err := store.ReadAt(ctx, c.st, obj.Key, obj.ETag, b, off); err != nil {
+	b := c.pool.get([]int64{n})[0]
+	if _, err := store.ReadAt(ctx, c.st, obj.Key, obj.ETag, b.data, off); err != nil {
+		b.release()
 		// A short body means the object is shorter than obj.Size claims.
 		return nil, fmt.Errorf("cache: read %q block %d: %w", obj.Key, i, err)
 	}

@@ -151,14 +151,15 @@ func blockGets(mem *memstore.Store, release <-chan struct{}) func() int {
 	}
 }
 
-// waitForWaiters waits until n readers wait on the fetch of block i.
+// waitForWaiters waits until n readers wait on the fetch of block i besides
+// the one fetching it.
 func waitForWaiters(t *testing.T, c *Cache, obj store.Object, i int64, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		c.mu.Lock()
 		f := c.inflight[blockKey(obj, i)]
-		ok := f != nil && f.waiters >= n
+		ok := f != nil && f.users >= n+1
 		c.mu.Unlock()
 		if ok {
 			return

@@ -6,12 +6,16 @@ import (
 	"github.com/partfs/partfs/store"
 )
 
-// readerAt reads len(p) bytes at off through r.Slices, as the fs layer
+// readerAt reads len(p) bytes at off through r.Span, as the fs layer
 // does, and copies them into p: n and err as io.ReaderAt gives them.
 func readerAt(ctx context.Context, r *Reader, p []byte, off int64) (int, error) {
-	bs, err := r.Slices(ctx, off, len(p))
+	sp, err := r.Span(ctx, off, len(p))
+	if sp == nil {
+		return 0, err
+	}
+	defer sp.Release()
 	n := 0
-	for _, b := range bs {
+	for _, b := range sp.Slices() {
 		n += copy(p[n:], b)
 	}
 	return n, err

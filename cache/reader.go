@@ -68,19 +68,44 @@ func (r *Reader) Close() {
 	r.cancel()
 }
 
-// Slices returns the n bytes at off as
-// slices of the cached blocks, in order, for fuse.ReadResultVector (which
-// hands them to the kernel with writev). The slices are shared and must not
-// be modified; they stay valid for as long as the caller keeps them. Like
-// ReadAt it returns io.EOF with a range that reaches the end, and nil,
-// io.EOF at or past it.
-func (r *Reader) Slices(ctx context.Context, off int64, n int) ([][]byte, error) {
+// Span is a range of an object's bytes as slices of cached blocks, in
+// order, for a reply that hands them to the kernel without copying them
+// (writev). The slices are shared and must not be modified. They stay valid
+// and unchanged until Release, after which the memory of their blocks may
+// hold other blocks: the fs layer releases a span once go-fuse has written
+// the reply (ReadResult.Done). A span never released only keeps its blocks'
+// memory from being reused.
+type Span struct {
+	vecs   [][]byte
+	blocks []*block // a reference to each
+	n      int
+}
+
+// Slices returns the bytes of s.
+func (s *Span) Slices() [][]byte { return s.vecs }
+
+// Len returns the number of bytes of s.
+func (s *Span) Len() int { return s.n }
+
+// Release lets go of the blocks of s; its slices must not be used after.
+// Calls after the first do nothing.
+func (s *Span) Release() {
+	for _, b := range s.blocks {
+		b.release()
+	}
+	s.vecs, s.blocks = nil, nil
+}
+
+// Span returns the n bytes at off as a Span of the cached blocks, which
+// the caller must Release. Like ReadAt it returns io.EOF with a range that
+// reaches the end, and an empty Span and io.EOF at or past it.
+func (r *Reader) Span(ctx context.Context, off int64, n int) (*Span, error) {
 	obj := r.obj
 	if off < 0 || n < 0 {
 		return nil, fmt.Errorf("cache: read %d bytes of %q at %d", n, obj.Key, off)
 	}
 	if off >= obj.Size {
-		return nil, io.EOF
+		return &Span{}, io.EOF
 	}
 	end := min(off+int64(n), obj.Size)
 	var eof error
@@ -88,26 +113,32 @@ func (r *Reader) Slices(ctx context.Context, off int64, n int) ([][]byte, error)
 		eof = io.EOF
 	}
 	if end == off {
-		return nil, eof
+		return &Span{}, eof
 	}
 	if obj.ETag == "" {
 		p := make([]byte, end-off)
 		if err := r.c.readDirect(ctx, obj, p, off); err != nil {
 			return nil, err
 		}
-		return [][]byte{p}, eof
+		return &Span{vecs: [][]byte{p}, n: len(p)}, eof
 	}
 	bs := r.c.blockSize
 	first := off / bs
-	blocks := make([][]byte, (end-1)/bs-first+1)
-	if err := r.visit(ctx, off, end, func(i int64, b []byte) { blocks[i-first] = b }); err != nil {
+	sp := &Span{blocks: make([]*block, (end-1)/bs-first+1), n: int(end - off)}
+	if err := r.visit(ctx, off, end, func(i int64, b *block) { sp.blocks[i-first] = b }); err != nil {
+		for _, b := range sp.blocks {
+			if b != nil {
+				b.release()
+			}
+		}
 		return nil, err
 	}
-	for j, b := range blocks {
+	sp.vecs = make([][]byte, len(sp.blocks))
+	for j, b := range sp.blocks {
 		start := (first + int64(j)) * bs
-		blocks[j] = b[max(off, start)-start : min(end, start+int64(len(b)))-start]
+		sp.vecs[j] = b.data[max(off, start)-start : min(end, start+int64(len(b.data)))-start]
 	}
-	return blocks, eof
+	return sp, eof
 }
 
 // visit hands every block covering [off, end), which lies within the
@@ -120,6 +151,13 @@ func (r *Reader) visit(ctx context.Context, off, end int64, got blockFunc) error
 	if err != nil {
 		return err
 	}
+	defer func() {
+		for _, f := range ahead {
+			if f != nil {
+				c.unuse(f)
+			}
+		}
+	}()
 	var missing []int64
 	var hits, waits int64
 	for i := first; i <= last; i++ {
@@ -163,7 +201,8 @@ func (r *Reader) visit(ctx context.Context, off, end int64, got blockFunc) error
 
 // plan records the read [off, end), starts fetches ahead when the reader
 // is sequential, and appends to buf the fetches ahead (or nil) of each
-// block the read covers.
+// block the read covers, with the caller as one more user of each: a read
+// running beside this one may let go of the reader's own use meanwhile.
 func (r *Reader) plan(off, end int64, buf []*fetch) ([]*fetch, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -175,7 +214,11 @@ func (r *Reader) plan(off, end int64, buf []*fetch) ([]*fetch, error) {
 		r.fetchAheadLocked(off, end)
 	}
 	for i := off / r.c.blockSize; i <= (end-1)/r.c.blockSize; i++ {
-		buf = append(buf, r.ahead[i])
+		f := r.ahead[i]
+		if f != nil {
+			r.c.use(f)
+		}
+		buf = append(buf, f)
 	}
 	return buf, nil
 }
@@ -269,10 +312,7 @@ func (r *Reader) claimLocked(first, to int64) bool {
 	var need []int64
 	var bytes int64
 	for i := first; i < to; i++ {
-		if r.ahead[i] != nil {
-			continue
-		}
-		if _, ok, _ := c.lookup(r.obj, i); ok {
+		if r.ahead[i] != nil || c.has(r.obj, i) {
 			continue
 		}
 		need = append(need, i)
@@ -327,9 +367,10 @@ func (r *Reader) consumed(end int64) {
 
 // dropLocked lets go of block i fetched ahead, if it is held.
 func (r *Reader) dropLocked(i int64) {
-	if _, ok := r.ahead[i]; ok {
+	if f, ok := r.ahead[i]; ok {
 		delete(r.ahead, i)
 		r.c.budget.release(r.c.blockLen(r.obj, i))
+		r.c.unuse(f)
 	}
 }
 
@@ -362,9 +403,14 @@ func (c *Cache) fetchRun(ctx context.Context, obj store.Object, first int64, fs 
 	n := c.blockEnd(obj, last) - off
 	c.log.Debug("cache: fetching ahead", "key", obj.Key, "blocks", len(fs), "off", off, "len", n)
 	c.countGet(n)
-	bufs := make([][]byte, len(fs))
+	lens := make([]int64, len(fs))
 	for j := range fs {
-		bufs[j] = make([]byte, c.blockLen(obj, first+int64(j)))
+		lens[j] = c.blockLen(obj, first+int64(j))
+	}
+	blocks := c.pool.get(lens)
+	bufs := make([][]byte, len(fs))
+	for j, b := range blocks {
+		bufs[j] = b.data
 	}
 	next := 0 // the first block not yet handed over
 	hand := func(j int, err error) {
@@ -374,14 +420,17 @@ func (c *Cache) fetchRun(ctx context.Context, obj store.Object, first int64, fs 
 			// error says the fetch was abandoned, not failed.
 			err = context.Cause(ctx)
 		}
-		var b []byte
+		var b *block
 		var ferr error
 		if err == nil {
-			b = bufs[j]
+			b = blocks[j]
 		} else {
 			ferr = fmt.Errorf("cache: read %q block %d: %w", obj.Key, i, err)
 		}
 		c.finish(blockKey(obj, i), fs[j], b, ferr)
+		// The fetch, the cache and the readers hold their own references
+		// now; a block nobody took goes back to the pool.
+		blocks[j].release()
 	}
 	_, err := store.ReadSpans(ctx, c.st, obj.Key, obj.ETag, off, bufs, func(j int) {
 		hand(j, nil)

@@ -472,7 +472,7 @@ func TestReaderEmptyAndNoETag(t *testing.T) {
 	}
 }
 
-func TestSlicesDoNotCopy(t *testing.T) {
+func TestSpanDoesNotCopy(t *testing.T) {
 	_, c, obj, data := setupRA(t, 5, raOptions)
 	r := c.Open(obj)
 	defer r.Close()
@@ -486,29 +486,32 @@ func TestSlicesDoNotCopy(t *testing.T) {
 		{4990, 100, 1, io.EOF}, {5000, 1, 0, io.EOF}, {100, 0, 0, nil},
 	}
 	for _, tt := range tests {
-		slices, err := r.Slices(ctx, tt.off, int(tt.n))
+		sp, err := r.Span(ctx, tt.off, int(tt.n))
 		var got []byte
-		for _, b := range slices {
+		for _, b := range sp.Slices() {
 			got = append(got, b...)
 		}
 		end := min(tt.off+tt.n, int64(len(data)))
-		if err != tt.wantErr || len(slices) != tt.wantSlices || (end > tt.off && !bytes.Equal(got, data[tt.off:end])) {
-			t.Errorf("Slices(%d, %d) = %d slices, %v; want %d, %v and the right bytes", tt.off, tt.n, len(slices), err, tt.wantSlices, tt.wantErr)
+		if err != tt.wantErr || len(sp.Slices()) != tt.wantSlices || sp.Len() != len(got) || (end > tt.off && !bytes.Equal(got, data[tt.off:end])) {
+			t.Errorf("Span(%d, %d) = %d slices, %v; want %d, %v and the right bytes", tt.off, tt.n, len(sp.Slices()), err, tt.wantSlices, tt.wantErr)
 		}
+		sp.Release()
 	}
 	// Twice the same range: the same memory, the cached block's.
 	c.blocks.Wait()
-	a, err1 := r.Slices(ctx, 2000, 10)
-	b, err2 := r.Slices(ctx, 2000, 10)
-	if err1 != nil || err2 != nil || &a[0][0] != &b[0][0] {
-		t.Errorf("Slices copied the block (%v, %v)", err1, err2)
+	a, err1 := r.Span(ctx, 2000, 10)
+	b, err2 := r.Span(ctx, 2000, 10)
+	if err1 != nil || err2 != nil || &a.Slices()[0][0] != &b.Slices()[0][0] {
+		t.Errorf("Span copied the block (%v, %v)", err1, err2)
 	}
-	if _, err := r.Slices(ctx, -1, 1); err == nil {
-		t.Error("Slices at a negative offset succeeded")
+	a.Release()
+	b.Release()
+	if _, err := r.Span(ctx, -1, 1); err == nil {
+		t.Error("Span at a negative offset succeeded")
 	}
 }
 
-// FuzzReader checks a Reader's answers (ReadAt and Slices) against
+// FuzzReader checks a Reader's answers (ReadAt and Span) against
 // bytes.Reader for sequences of reads that wander between sequential and
 // random.
 func FuzzReader(f *testing.F) {
@@ -548,10 +551,13 @@ func FuzzReader(f *testing.F) {
 			if i%4 == 0 {
 				n, err = readerAt(context.Background(), r, p, off)
 			} else { // every other read without a copy
-				var slices [][]byte
-				slices, err = r.Slices(context.Background(), off, len(p))
-				for _, b := range slices {
-					n += copy(p[n:], b)
+				var sp *Span
+				sp, err = r.Span(context.Background(), off, len(p))
+				if sp != nil {
+					for _, b := range sp.Slices() {
+						n += copy(p[n:], b)
+					}
+					sp.Release()
 				}
 				if err != nil && err != io.EOF {
 					n = 0

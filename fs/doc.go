@@ -161,7 +161,8 @@
 //
 // Attributes and names are kept by the kernel for Options.AttrTimeout and
 // EntryTimeout, missing names for NegativeTimeout (1 s each by default); READ
-// requests are up to 1 MiB (Options.KernelReadAhead, see kernel.go).
+// requests are up to MountOptions.MaxRequest, 1 MiB by default, and the
+// kernel's read-ahead (Options.KernelReadAhead, see kernel.go).
 //
 // # Consistency
 //

@@ -47,7 +47,7 @@ var _ = (fusefs.FileReader)((*fileHandle)(nil))
 // changes, and otherwise the stored version through the block cache: the
 // state's stored object for a file being written, else the version found
 // at open. The reply hands the cached blocks to the kernel without a copy
-// (fuse.ReadResultVector).
+// (spanResult).
 //
 // A read that finds its version replaced or deleted in S3 (the block cache's
 // GET is pinned to the ETag) fails with ESTALE, and the file is asked for
@@ -105,12 +105,38 @@ func (h *fileHandle) readObject(ctx context.Context, obj store.Object, dest []by
 	}
 	hr := h.acquire(obj)
 	defer h.letGo(hr)
-	vecs, err := hr.r.Slices(ctx, off, len(dest))
+	sp, err := hr.r.Span(ctx, off, len(dest))
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
-	return fuse.ReadResultVector(vecs), nil
+	return spanResult{sp}, nil
 }
+
+// spanResult is a READ reply made of cached blocks: go-fuse writes them to
+// the kernel with writev, without copying them (Slices), and calls Done
+// once the kernel has them, which hands the blocks back to the cache for
+// reuse. go-fuse calls Done for every reply it writes or drops with an
+// error; a reply it never writes (an empty one, or one for a connection
+// already gone) only keeps its blocks from being reused.
+type spanResult struct{ sp *cache.Span }
+
+var _ = (fuse.ReadResult)(spanResult{})
+
+func (r spanResult) Size() int { return r.sp.Len() }
+
+// Slices is what go-fuse's writev path asks for.
+func (r spanResult) Slices() ([][]byte, fuse.Status) { return r.sp.Slices(), fuse.OK }
+
+// Bytes is the copying path of go-fuse, where writev is not used.
+func (r spanResult) Bytes(buf []byte) ([]byte, fuse.Status) {
+	buf = buf[:0]
+	for _, v := range r.sp.Slices() {
+		buf = append(buf, v...)
+	}
+	return buf, fuse.OK
+}
+
+func (r spanResult) Done() { r.sp.Release() }
 
 // acquire returns the handle's reader of obj, opening it (and retiring the
 // reader of another version) when needed. The caller hands it to letGo.

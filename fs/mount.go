@@ -26,6 +26,13 @@ type MountOptions struct {
 	// DirectMount mounts with mount(2), which needs root, instead of the
 	// fusermount3 helper; go-fuse falls back to the helper if mount(2) fails.
 	DirectMount bool
+	// MaxRequest is the largest READ and WRITE request the kernel may send,
+	// in bytes; default 1 MiB. go-fuse lowers it to what the kernel allows:
+	// fs.fuse.max_pages_limit pages (256, 1 MiB, unless raised; kernels
+	// without that setting fix 256). READs of a file read through the page
+	// cache are also bounded by the kernel's read-ahead
+	// (Options.KernelReadAhead).
+	MaxRequest int
 	// Debug logs every FUSE request and reply to Logger at Debug level.
 	Debug bool
 	// Logger receives go-fuse's messages; nil discards them.
@@ -57,6 +64,9 @@ func Mount(dir string, root *Root, mo MountOptions) (*Server, error) {
 	if mo.FsName == "" {
 		mo.FsName = "partfs"
 	}
+	if mo.MaxRequest <= 0 {
+		mo.MaxRequest = 1 << 20
+	}
 	attrTimeout, entryTimeout := opts.AttrTimeout, opts.EntryTimeout
 	fuseOpts := &fusefs.Options{
 		MountOptions: fuse.MountOptions{
@@ -66,7 +76,7 @@ func Mount(dir string, root *Root, mo MountOptions) (*Server, error) {
 			DirectMount: mo.DirectMount,
 			Debug:       mo.Debug,
 			Logger:      slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
-			MaxWrite:    1 << 20, // go-fuse's and the kernel's largest request
+			MaxWrite:    mo.MaxRequest,
 			// Background requests are reads ahead and writes; S3 serves
 			// many of them in parallel.
 			MaxBackground: 64,

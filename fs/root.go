@@ -47,8 +47,8 @@ type Options struct {
 	NegativeTimeout time.Duration
 	// KernelReadAhead is how far the kernel reads ahead of a sequential
 	// reader of this mount, which sets the size of its READ requests: up
-	// to 1 MiB each (max_pages), but never more than the read-ahead, which
-	// FUSE caps at 128 KiB when mounting. Mount raises it afterwards
+	// to MountOptions.MaxRequest each, but never more than the read-ahead,
+	// which FUSE caps at 128 KiB when mounting. Mount raises it afterwards
 	// through sysfs, which needs root; default 1 MiB, negative leaves the
 	// kernel's 128 KiB (README, "Benchmarks", says what it gains). It
 	// should stay below a quarter of cache.Options.SequentialSlack, as the

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -34,6 +35,15 @@ const (
 	readBenchTTFBFiles   = 20
 )
 
+// Knobs of the read benchmark, for measuring while tuning the read path.
+// readBenchOnlyEnv set to "cold" runs only the 1 GiB cold and warm reads;
+// readBenchArgsEnv holds further partfs flags for every mount of the
+// benchmark, separated by spaces (e.g. "--max-request 4MiB").
+const (
+	readBenchOnlyEnv = "PARTFS_BENCH_READ"
+	readBenchArgsEnv = "PARTFS_BENCH_ARGS"
+)
+
 // BenchmarkRead compares reading through the mount with reading the same
 // objects directly with store/s3, against the same MinIO in the same run:
 // a 1 GiB object read sequentially on a fresh mount (cold) and again with
@@ -45,29 +55,44 @@ func BenchmarkRead(b *testing.B) {
 	e := newEnv(b)
 	st := directStore(b, e.srv, e.bucket)
 	ctx := context.Background()
-	var r readReport
+	r := readReport{coldOnly: os.Getenv(readBenchOnlyEnv) == "cold"}
+	cfg := mountConfig{plain: true, direct: true, extraArgs: []string{"--cache-size", sizeArg(readBenchCacheSize)}}
+	cfg.extraArgs = append(cfg.extraArgs, strings.Fields(os.Getenv(readBenchArgsEnv))...)
+	r.args = strings.Join(cfg.extraArgs, " ")
+	if prof := os.Getenv(benchProfileEnv); prof != "" {
+		cfg.extraEnv = append(cfg.extraEnv, "PARTFS_CPUPROFILE="+prof)
+	}
+	minio := minioPID(b)
 
 	if err := newGenerated(41, readBenchSize).upload(ctx, st, "seq.bin"); err != nil {
 		b.Fatal(err)
 	}
-	if err := newGenerated(42, readBenchRandomSize).upload(ctx, st, "random.bin"); err != nil {
-		b.Fatal(err)
-	}
-	if err := putMany(ctx, st, "many/", readBenchFiles); err != nil {
-		b.Fatal(err)
-	}
-	if err := putMany(ctx, st, "ttfb/", readBenchTTFBFiles); err != nil {
-		b.Fatal(err)
-	}
-	if err := putMany(ctx, st, "ttfb-direct/", readBenchTTFBFiles); err != nil {
-		b.Fatal(err)
+	if !r.coldOnly {
+		if err := newGenerated(42, readBenchRandomSize).upload(ctx, st, "random.bin"); err != nil {
+			b.Fatal(err)
+		}
+		if err := putMany(ctx, st, "many/", readBenchFiles); err != nil {
+			b.Fatal(err)
+		}
+		if err := putMany(ctx, st, "ttfb/", readBenchTTFBFiles); err != nil {
+			b.Fatal(err)
+		}
+		if err := putMany(ctx, st, "ttfb-direct/", readBenchTTFBFiles); err != nil {
+			b.Fatal(err)
+		}
 	}
 
 	r.fresh = calibrateFreshMemory(b)
 	var m *mount
 	for i := range benchRounds {
 		direct := func() sideRun {
-			return runSide(b, func() error { return getParallel(ctx, st, "seq.bin", readBenchSize) })
+			var side sideRun
+			r.selfDirect = append(r.selfDirect, usageDuring(b, os.Getpid(), func() {
+				r.minioDirect = append(r.minioDirect, usageDuring(b, minio, func() {
+					side = runSide(b, func() error { return getParallel(ctx, st, "seq.bin", readBenchSize) })
+				}))
+			}))
+			return side
 		}
 		var dd sideRun
 		if !mountFirst(i) {
@@ -76,8 +101,8 @@ func BenchmarkRead(b *testing.B) {
 		if m != nil {
 			m.stop()
 		}
-		m = e.mount(mountConfig{plain: true, direct: true, extraArgs: []string{"--cache-size", sizeArg(readBenchCacheSize)}})
-		if i == 0 {
+		m = e.mount(cfg)
+		if i == 0 && !r.coldOnly {
 			r.ttfbUsage = usageDuring(b, m.pid(), func() {
 				r.ttfbMount = median(b, readBenchTTFBFiles, func(i int) error {
 					return firstByte(m.path(fmt.Sprintf("ttfb/%05d", i)))
@@ -88,9 +113,14 @@ func BenchmarkRead(b *testing.B) {
 			})
 		}
 		var md sideRun
-		u := usageDuring(b, m.pid(), func() {
-			md = runSide(b, func() error { return readAll(m.path("seq.bin")) })
-		})
+		var u procUsage
+		r.selfMount = append(r.selfMount, usageDuring(b, os.Getpid(), func() {
+			r.minioMount = append(r.minioMount, usageDuring(b, minio, func() {
+				u = usageDuring(b, m.pid(), func() {
+					md = runSide(b, func() error { return readAll(m.path("seq.bin")) })
+				})
+			}))
+		}))
 		if mountFirst(i) {
 			dd = direct()
 		}
@@ -100,7 +130,25 @@ func BenchmarkRead(b *testing.B) {
 	dropPages(b, m.path("seq.bin"))
 	r.seqWarm, r.warmUsage = timedUsage(b, m.pid(), func() error { return readAll(m.path("seq.bin")) })
 	r.peakRSS = m.vmHWM()
+	if !r.coldOnly {
+		r.otherCases(b, m, st)
+	}
+	r.peakRSSEnd = m.vmHWM()
+	m.stop()
 
+	r.print(os.Stdout)
+	mid := r.cold.medianRound()
+	b.ReportMetric(mbps(readBenchSize, r.cold.mount[mid]), "cold-MB/s")
+	b.ReportMetric(mbps(readBenchSize, r.seqWarm), "warm-MB/s")
+	b.ReportMetric(mbps(readBenchSize, r.cold.direct[mid]), "direct-MB/s")
+	b.ReportMetric(r.cold.ratio(), "cold-ratio")
+	b.ReportMetric(float64(r.peakRSS)/float64(miB), "peak-RSS-MiB")
+}
+
+// otherCases measures, on mount m with the 1 GiB file cached, the random
+// reads and the listing.
+func (r *readReport) otherCases(b *testing.B, m *mount, st store.Store) {
+	ctx := context.Background()
 	offsets := randomOffsets(43, readBenchRandomSize, readBenchRandomReads)
 	r.randMount1, r.rand1Usage = timedUsage(b, m.pid(), func() error {
 		return randomReads(m.path("random.bin"), offsets[:readBenchRandomReads/4], 1)
@@ -124,16 +172,6 @@ func BenchmarkRead(b *testing.B) {
 		return nil
 	})
 	r.lsDirect = timed(b, func() error { return listAndHead(ctx, st, "many/") })
-	r.peakRSSEnd = m.vmHWM()
-	m.stop()
-
-	r.print(os.Stdout)
-	mid := r.cold.medianRound()
-	b.ReportMetric(mbps(readBenchSize, r.cold.mount[mid]), "cold-MB/s")
-	b.ReportMetric(mbps(readBenchSize, r.seqWarm), "warm-MB/s")
-	b.ReportMetric(mbps(readBenchSize, r.cold.direct[mid]), "direct-MB/s")
-	b.ReportMetric(r.cold.ratio(), "cold-ratio")
-	b.ReportMetric(float64(r.peakRSS)/float64(miB), "peak-RSS-MiB")
 }
 
 // readReport holds the figures of one read benchmark run.
@@ -148,6 +186,12 @@ type readReport struct {
 	// partfs's usage in the mount side of each case
 	warmUsage, rand1Usage, randQDUsage, lsUsage, ttfbUsage procUsage
 	fresh                                                  freshMemory
+	// MinIO's and this process's (the reader's, the direct client's) usage
+	// during each round's mount and direct side
+	minioMount, minioDirect []procUsage
+	selfMount, selfDirect   []procUsage
+	coldOnly                bool   // only the 1 GiB reads ran (readBenchOnlyEnv)
+	args                    string // partfs's flags beyond the defaults
 }
 
 func (r readReport) print(w io.Writer) {
@@ -155,8 +199,8 @@ func (r readReport) print(w io.Writer) {
 	qd1, qdN := readBenchRandomReads/4, readBenchRandomReads-readBenchRandomReads/4
 	fmt.Fprintf(w, "\npartfs read benchmark\n")
 	fmt.Fprintf(w, "machine:  %s\n", machine())
-	fmt.Fprintf(w, "settings: --cache-size %d MiB, default read-ahead; direct = store/s3 with %d ranged GETs of %d MiB in flight; reads of %d MiB; MinIO on loopback, plain HTTP\n",
-		readBenchCacheSize/miB, readBenchParallel, readBenchChunk/miB, readBenchBuffer/miB)
+	fmt.Fprintf(w, "settings: partfs %s; direct = store/s3 with %d ranged GETs of %d MiB in flight; reads of %d MiB; MinIO on loopback, plain HTTP\n",
+		r.args, readBenchParallel, readBenchChunk/miB, readBenchBuffer/miB)
 	fmt.Fprintf(w, "%s\n", r.fresh)
 	fmt.Fprintf(w, "MB/s are 10^6 bytes per second; ratio = mount / direct (higher is better for the mount)\n")
 	fmt.Fprintf(w, "partfs CPU and minor faults: spent by the partfs process in the mount side of the case (time to first byte: all %d files)\n\n", readBenchTTFBFiles)
@@ -167,9 +211,14 @@ func (r readReport) print(w io.Writer) {
 		mbps(readBenchSize, r.cold.mount[mid]), mbps(readBenchSize, direct), r.cold.ratio(), r.cold.usage[mid].columns())
 	fmt.Fprintf(w, "  ratio of each round (a fresh mount each), in order: %s\n", r.cold.rounds())
 	fmt.Fprintf(w, "%s\n", r.cold.busyLine(readBenchSize))
+	fmt.Fprintf(w, "%s\n", r.cpuLine())
 	fmt.Fprintf(w, "%-40s %9.1f MB/s %9.1f MB/s %7.2f%s\n", "1 GiB sequential, warm (pages dropped)",
 		mbps(readBenchSize, r.seqWarm), mbps(readBenchSize, direct), direct.Seconds()/r.seqWarm.Seconds(), r.warmUsage.columns())
 	fmt.Fprintf(w, "%-40s %14s %14s %7.2f\n", "  warm / cold", "", "", r.cold.mount[mid].Seconds()/r.seqWarm.Seconds())
+	if r.coldOnly {
+		fmt.Fprintf(w, "partfs peak RSS (VmHWM): %.1f MiB after the 1 GiB reads\n\n", float64(r.peakRSS)/float64(miB))
+		return
+	}
 	fmt.Fprintf(w, "%-40s %10.0f IOPS %9.0f IOPS %7.2f%s\n", fmt.Sprintf("4 KiB random reads, 1 at a time (%d)", qd1),
 		iops(qd1, r.randMount1), iops(qd1, r.randDirect1), r.randDirect1.Seconds()/r.randMount1.Seconds(), r.rand1Usage.columns())
 	fmt.Fprintf(w, "%-40s %10.0f IOPS %9.0f IOPS %7.2f%s\n", fmt.Sprintf("4 KiB random reads, %d at a time (%d)", readBenchRandomQD, qdN),
@@ -180,6 +229,58 @@ func (r readReport) print(w io.Writer) {
 		float64(r.ttfbMount)/1e6, float64(r.ttfbDirect)/1e6, r.ttfbDirect.Seconds()/r.ttfbMount.Seconds(), r.ttfbUsage.columns())
 	fmt.Fprintf(w, "partfs peak RSS (VmHWM): %.1f MiB after the 1 GiB reads, %.1f MiB at the end\n\n",
 		float64(r.peakRSS)/float64(miB), float64(r.peakRSSEnd)/float64(miB))
+}
+
+// cpuLine splits the median cold round's CPU time per GiB by process:
+// MinIO on both sides, partfs on the mount's, and this process, which is
+// the reader of the mount (its read(2) calls copy from the page cache and
+// start the kernel's read-ahead) or the direct client. Their sum leaves out
+// whatever else the machine ran, unlike the machine's line.
+func (r readReport) cpuLine() string {
+	i := r.cold.medianRound()
+	perGiB := func(u procUsage) float64 {
+		return (u.user + u.system).Seconds() * float64(giB) / float64(readBenchSize)
+	}
+	mm, md, u := r.minioMount[i], r.minioDirect[i], r.cold.usage[i]
+	sm, sd := r.selfMount[i], r.selfDirect[i]
+	return fmt.Sprintf("  CPU per GiB by process: mount side %.2f s = MinIO %.2f + partfs %.2f (user %.2f, sys %.2f) + reader %.2f; direct side %.2f s = MinIO %.2f + client %.2f",
+		perGiB(mm)+perGiB(u)+perGiB(sm), perGiB(mm), perGiB(u), perGiB(procUsage{user: u.user}), perGiB(procUsage{system: u.system}), perGiB(sm),
+		perGiB(md)+perGiB(sd), perGiB(md), perGiB(sd))
+}
+
+// minioPID returns the process id of the MinIO the benchmark runs against:
+// the child of this process named minio.
+func minioPID(b *testing.B) int {
+	b.Helper()
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		b.Fatal(err)
+	}
+	self := os.Getpid()
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		open, end := strings.IndexByte(string(stat), '('), strings.LastIndexByte(string(stat), ')')
+		if open < 0 || end < open {
+			continue
+		}
+		fields := strings.Fields(string(stat[end+1:]))
+		if len(fields) < 2 || string(stat[open+1:end]) != "minio" {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(fields[1]); ppid == self {
+			return pid
+		}
+	}
+	b.Fatal("no MinIO process among this process's children")
+	return 0
 }
 
 // getParallel reads size bytes of key with ranged GETs of readBenchChunk,

@@ -106,6 +106,12 @@ func (b *resumingBody) Close() error {
 // io.ErrUnexpectedEOF (the object is shorter than asked), any other
 // failure its error. Through WithRetry the body resumes after transient
 // failures, so a cut costs a re-request of the missing bytes only.
+//
+// Buffers that also lie end to end in memory (each the continuation of the
+// one before within its capacity) are read as one, in reads as large as
+// the body gives: an HTTP client copies a body through its own buffer for
+// every read smaller than that buffer, as the last part of each block's
+// read would be.
 func ReadSpans(ctx context.Context, st Store, key, etag string, off int64, bufs [][]byte, filled func(i int)) (int64, error) {
 	var total int64
 	for _, b := range bufs {
@@ -119,21 +125,54 @@ func ReadSpans(ctx context.Context, st Store, key, etag string, off int64, bufs 
 		return 0, err
 	}
 	defer rc.Close()
+	if filled == nil {
+		filled = func(int) {}
+	}
 	var n int64
-	for i, b := range bufs {
-		got, err := io.ReadFull(rc, b)
-		n += int64(got)
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
+	for i := 0; i < len(bufs); {
+		span, j := bufs[i], i+1
+		for j < len(bufs) && continues(span, bufs[j]) {
+			span = span[:len(span)+len(bufs[j])]
+			j++
 		}
+		got, err := readSpan(rc, span, bufs[i:j], func(k int) { filled(i + k) })
+		n += int64(got)
 		if err != nil {
 			return n, err
 		}
-		if filled != nil {
-			filled(i)
-		}
+		i = j
 	}
 	return n, nil
+}
+
+// continues reports whether b starts where a ends, within a's capacity,
+// or is empty.
+func continues(a, b []byte) bool {
+	return len(b) == 0 || cap(a)-len(a) >= len(b) && &a[:len(a)+1][len(a)] == &b[0]
+}
+
+// readSpan fills span, which is parts end to end, from r, calling
+// filled(k) as soon as parts[k] is full.
+func readSpan(r io.Reader, span []byte, parts [][]byte, filled func(k int)) (int, error) {
+	done, next, end := 0, 0, 0
+	for {
+		for next < len(parts) && done >= end+len(parts[next]) {
+			end += len(parts[next])
+			filled(next)
+			next++
+		}
+		if done == len(span) {
+			return done, nil
+		}
+		got, err := r.Read(span[done:])
+		done += got
+		if err != nil && done < len(span) {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return done, err
+		}
+	}
 }
 
 // ReadAt fills p with the bytes of key from off on: ReadSpans of one buffer.

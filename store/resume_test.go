@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"math/rand/v2"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -205,4 +207,81 @@ func TestRetryBudgetExpires(t *testing.T) {
 	if n := len(mem.Calls()); n < 3 {
 		t.Fatalf("%d attempts in the budget", n)
 	}
+}
+
+// readSizes is a store whose Get bodies record how much each Read asks for.
+type readSizes struct {
+	store.Store
+	asked []int
+}
+
+func (s *readSizes) Get(ctx context.Context, key string, off, length int64, etag string) (io.ReadCloser, error) {
+	rc, err := s.Store.Get(ctx, key, off, length, etag)
+	if err != nil {
+		return nil, err
+	}
+	return &sizedBody{ReadCloser: rc, asked: &s.asked}, nil
+}
+
+type sizedBody struct {
+	io.ReadCloser
+	asked *[]int
+}
+
+func (b *sizedBody) Read(p []byte) (int, error) {
+	*b.asked = append(*b.asked, len(p))
+	return b.ReadCloser.Read(p)
+}
+
+// TestReadSpans: every buffer gets its bytes and is reported filled in
+// order; buffers that lie end to end in memory are read with one Read, so
+// that no read is smaller than what is left of them; an object shorter than
+// the buffers fails with io.ErrUnexpectedEOF after reporting the buffers it
+// filled.
+func TestReadSpans(t *testing.T) {
+	mem := memstore.New(memstore.Options{})
+	data, obj := putObject(t, mem, "k", 10000, 7)
+	whole := make([]byte, 8000)
+	tests := []struct {
+		name  string
+		bufs  [][]byte
+		off   int64
+		asked []int
+	}{
+		{"end to end in memory", [][]byte{whole[:3000], whole[3000:5000], whole[5000:8000]}, 100, []int{8000}},
+		{"apart in memory", [][]byte{make([]byte, 3000), make([]byte, 2000)}, 0, []int{3000, 2000}},
+		{"a gap in memory", [][]byte{whole[:1000], whole[1000:2000], whole[2500:3000]}, 5000, []int{2000, 500}},
+		{"an empty buffer", [][]byte{whole[:1000], whole[1000:1000], whole[1000:1500]}, 10, []int{1500}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := &readSizes{Store: mem}
+			var order []int
+			n, err := store.ReadSpans(context.Background(), st, "k", obj.ETag, tt.off, tt.bufs, func(i int) { order = append(order, i) })
+			off := tt.off
+			for i, b := range tt.bufs {
+				if !bytes.Equal(b, data[off:off+int64(len(b))]) {
+					t.Errorf("buffer %d holds the wrong bytes", i)
+				}
+				off += int64(len(b))
+			}
+			if err != nil || n != off-tt.off {
+				t.Errorf("ReadSpans = %d, %v; want %d, nil", n, err, off-tt.off)
+			}
+			if len(order) != len(tt.bufs) || !slices.IsSorted(order) {
+				t.Errorf("filled %v, want each buffer in order", order)
+			}
+			if !slices.Equal(st.asked, tt.asked) {
+				t.Errorf("reads asked for %v bytes, want %v", st.asked, tt.asked)
+			}
+		})
+	}
+	t.Run("short object", func(t *testing.T) {
+		var order []int
+		bufs := [][]byte{whole[:1000], whole[1000:2000], whole[2000:3000]}
+		n, err := store.ReadSpans(context.Background(), mem, "k", obj.ETag, 8500, bufs, func(i int) { order = append(order, i) })
+		if !errors.Is(err, io.ErrUnexpectedEOF) || n != 1500 || !slices.Equal(order, []int{0}) {
+			t.Fatalf("ReadSpans past the end = %d, %v, filled %v; want 1500, ErrUnexpectedEOF, [0]", n, err, order)
+		}
+	})
 }

@@ -35,6 +35,8 @@ type config struct {
 	WriteBuffer       int64
 	CacheSize         int64
 	ReadAhead         int64
+	// MaxRequest is the largest FUSE request asked of the kernel.
+	MaxRequest int64
 
 	// StatTTL and NegativeTTL are how long stat results and missing names
 	// are believed, by partfs and by the kernel; 0 turns caching off.
@@ -163,6 +165,8 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fl.Var(sizeFlag{&cfg.CacheSize}, "cache-size", "`SIZE` of memory for the read cache; 0 turns it off")
 	cfg.ReadAhead = 64 << 20
 	fl.Var(sizeFlag{&cfg.ReadAhead}, "read-ahead", "`SIZE` of memory for reading ahead of sequential readers, shared by all of them")
+	cfg.MaxRequest = 1 << 20
+	fl.Var(sizeFlag{&cfg.MaxRequest}, "max-request", "`SIZE` of the largest FUSE read and write request; beyond 1MiB the kernel's fs.fuse.max_pages_limit must allow it")
 	fl.DurationVar(&cfg.StatTTL, "stat-ttl", time.Second, "how long a file's size, time and mode are believed before S3 is asked again (`DURATION`; 0: always ask)")
 	fl.DurationVar(&cfg.NegativeTTL, "negative-ttl", time.Second, "how long a missing name is believed missing (`DURATION`; 0: always ask)")
 
@@ -347,6 +351,10 @@ func (cfg *config) checkSizes() error {
 		return errors.New("--cache-size must not be negative")
 	case cfg.ReadAhead < 0:
 		return errors.New("--read-ahead must not be negative")
+	case cfg.MaxRequest <= 0:
+		return errors.New("--max-request must be positive")
+	case cfg.MaxRequest > 64<<20:
+		return fmt.Errorf("--max-request %s is too large: every request being read holds a buffer of this size; at most 64MiB", formatSize(cfg.MaxRequest))
 	case cfg.StatTTL < 0 || cfg.NegativeTTL < 0:
 		return errors.New("--stat-ttl and --negative-ttl must not be negative")
 	}

@@ -103,6 +103,7 @@ func mount(ctx context.Context, cfg *config, log *slog.Logger) (*mounted, error)
 	if err != nil {
 		return nil, err
 	}
+	request := fuseRequests(cfg, log)
 	m := &mounted{cfg: cfg, log: log, started: time.Now()}
 	m.metrics = metrics.New(m.metricsOptions())
 	m.live = newLiveUploads(m.metrics.Wrap(bucket))
@@ -151,6 +152,9 @@ func mount(ctx context.Context, cfg *config, log *slog.Logger) (*mounted, error)
 		// close and fsync return ETIMEDOUT rather than outlive the
 		// kernel's request timeout; their changes stay for a later sync.
 		ReplyLimit: replyLimit,
+		// The kernel reads ahead as far as one request holds, so that
+		// READs are as large as the mount allows.
+		KernelReadAhead: request,
 		// The kernel keeps attributes and names as long as partfs does.
 		StatTTL:         offIfZero(cfg.StatTTL),
 		NegativeTTL:     offIfZero(cfg.NegativeTTL),
@@ -159,7 +163,14 @@ func mount(ctx context.Context, cfg *config, log *slog.Logger) (*mounted, error)
 		NegativeTimeout: offIfZero(cfg.NegativeTTL),
 	}
 	if cfg.CacheSize > 0 {
-		if m.cache, err = cache.New(st, cache.Options{MaxBytes: cfg.CacheSize, ReadAheadBytes: cfg.ReadAhead, Logger: log}); err != nil {
+		if m.cache, err = cache.New(st, cache.Options{
+			MaxBytes:       cfg.CacheSize,
+			ReadAheadBytes: cfg.ReadAhead,
+			// The kernel's reads ahead arrive out of order by up to twice
+			// its read-ahead.
+			SequentialSlack: max(4<<20, 4*request),
+			Logger:          log,
+		}); err != nil {
 			return nil, err
 		}
 		opts.Cache = m.cache
@@ -177,6 +188,7 @@ func mount(ctx context.Context, cfg *config, log *slog.Logger) (*mounted, error)
 		AllowOther:         cfg.AllowOther,
 		DefaultPermissions: cfg.DefaultPermissions,
 		DirectMount:        fs.DirectMountAvailable(),
+		MaxRequest:         int(request),
 		Debug:              cfg.Debug,
 		Logger:             log,
 	})
@@ -185,8 +197,20 @@ func mount(ctx context.Context, cfg *config, log *slog.Logger) (*mounted, error)
 		return nil, fmt.Errorf("mount %s: %w", cfg.Mountpoint, err)
 	}
 	log.Info("mounted", "bucket", cfg.Bucket, "prefix", cfg.Prefix, "mountpoint", cfg.Mountpoint,
-		"metrics", m.metricsURL, "status_socket", m.statusPath())
+		"fuse_requests", formatSize(request), "metrics", m.metricsURL, "status_socket", m.statusPath())
 	return m, nil
+}
+
+// fuseRequests returns the size of the mount's FUSE requests: --max-request
+// within what the kernel allows, saying so when the kernel keeps them
+// smaller.
+func fuseRequests(cfg *config, log *slog.Logger) int64 {
+	size, limit := requestSize(cfg.MaxRequest, os.ReadFile)
+	if size < cfg.MaxRequest {
+		log.Warn("the kernel keeps FUSE requests smaller than --max-request; raise its limit before mounting, as root: sysctl fs.fuse.max_pages_limit=PAGES (4 KiB each)",
+			"max_request", formatSize(cfg.MaxRequest), "kernel_limit", formatSize(limit))
+	}
+	return size
 }
 
 // metricsOptions points the gauges at the mount's pieces. They are read only
