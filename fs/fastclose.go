@@ -28,12 +28,44 @@ const (
 // uploads runs the background uploads of closed files.
 type uploads struct {
 	slots    chan struct{} // Options.PutConcurrency tokens
-	inflight sync.WaitGroup
+	mu       sync.Mutex
+	inflight int           // queued or running; guarded by mu
+	idle     chan struct{} // closed when inflight drops to 0; guarded by mu
 	failures atomic.Int64 // background uploads that failed
 }
 
 func newUploads(n int) *uploads {
 	return &uploads{slots: make(chan struct{}, n)}
+}
+
+func (u *uploads) begin() {
+	u.mu.Lock()
+	if u.inflight == 0 {
+		u.idle = make(chan struct{})
+	}
+	u.inflight++
+	u.mu.Unlock()
+}
+
+func (u *uploads) end() {
+	u.mu.Lock()
+	u.inflight--
+	if u.inflight == 0 {
+		close(u.idle)
+	}
+	u.mu.Unlock()
+}
+
+// idleCh returns a channel closed once no upload is queued or running.
+func (u *uploads) idleCh() <-chan struct{} {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.inflight == 0 {
+		done := make(chan struct{})
+		close(done)
+		return done
+	}
+	return u.idle
 }
 
 // queueUpload schedules the upload of the file's changes after
@@ -50,13 +82,13 @@ func (n *fileNode) queueUpload() {
 	}
 	n.queued = true
 	n.mu.Unlock()
-	fsys.uploads.inflight.Add(1)
+	fsys.uploads.begin()
 	time.AfterFunc(fsys.opts.UploadDelay, func() {
 		fsys.uploads.slots <- struct{}{}
 		go func() {
 			defer func() {
 				<-fsys.uploads.slots
-				fsys.uploads.inflight.Done()
+				fsys.uploads.end()
 			}()
 			n.backgroundUpload()
 		}()
@@ -117,13 +149,8 @@ func (n *fileNode) dropIdleState() {
 
 // awaitUploads waits until no background upload is queued or running.
 func (fsys *filesystem) awaitUploads(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		fsys.uploads.inflight.Wait()
-		close(done)
-	}()
 	select {
-	case <-done:
+	case <-fsys.uploads.idleCh():
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("uploads after close still running: %w", context.Cause(ctx))
