@@ -31,7 +31,7 @@ type uploads struct {
 	mu       sync.Mutex
 	inflight int           // queued or running; guarded by mu
 	idle     chan struct{} // closed when inflight drops to 0; guarded by mu
-	failures atomic.Int64 // background uploads that failed
+	failures atomic.Int64  // background uploads that failed
 }
 
 func newUploads(n int) *uploads {
