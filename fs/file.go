@@ -42,6 +42,10 @@ type fileNode struct {
 	// metaPending: the stored object lacks changes in attrs that no upload
 	// of the state will carry; fsys.later lists the file. See setAttrs.
 	metaPending bool // guarded by mu
+	// setWhileDirty: chmod, chown or utimes changed attrs while the state
+	// held changes, which a multipart upload already under way does not
+	// carry (see syncHeld). guarded by mu
+	setWhileDirty bool
 	// queued: a background upload of the state is due (fast close).
 	queued bool // guarded by mu
 	// bgErr is the failure of the last background upload, until the next
@@ -252,14 +256,18 @@ func (n *fileNode) syncHeld(ctx context.Context) error {
 	n.setVersionLocked(obj)
 	n.bgErr = nil // stored now: an earlier background failure is moot
 	pending := wasDirty && n.metaPending
-	// A multipart upload carries the metadata it was created with; later
-	// changes are written by a copy of their own.
-	carried := maps.Equal(obj.Metadata, opts.Metadata)
-	if wasDirty && carried {
+	// A multipart upload carries the metadata it was created with. A
+	// chmod, chown or utimes made after that is written by a copy of its
+	// own (cp -p sets the times before close); the mtime that the writes
+	// themselves moved is not worth one.
+	stale := wasDirty && n.setWhileDirty && !maps.Equal(obj.Metadata, opts.Metadata) && !n.metaPending && !n.unlinked
+	if wasDirty {
+		n.setWhileDirty = false
+	}
+	if wasDirty && !stale {
 		// The upload carried the attributes.
 		n.localAttrs, n.metaPending = false, false
 	}
-	stale := wasDirty && !carried && !n.metaPending && !n.unlinked
 	if stale {
 		n.localAttrs, n.metaPending = true, true
 		pending = false

@@ -82,7 +82,11 @@ func (n *fileNode) setAttrs(ctx context.Context, in *fuse.SetAttrIn) syscall.Err
 		return 0
 	}
 	n.attrs, n.localAttrs = a, true
-	pend := !n.metaPending && n.exists && !n.unlinked && (n.state == nil || !n.state.Dirty())
+	dirty := n.state != nil && n.state.Dirty()
+	if dirty {
+		n.setWhileDirty = true
+	}
+	pend := !n.metaPending && n.exists && !n.unlinked && !dirty
 	if pend {
 		n.metaPending = true
 	}

@@ -386,3 +386,27 @@ func TestConditionalCreate(t *testing.T) {
 		t.Errorf("mkdir of a name another client made: %v, want EEXIST", err)
 	}
 }
+
+// Times set on a file whose multipart upload is already under way (cp -p
+// sets them before close) reach S3 by a copy after the upload.
+func TestTimesSetDuringMultipartUpload(t *testing.T) {
+	m := newMount(t, nil)
+	f, err := os.Create(m.path("big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(testkit.RandomBytes(9, 12<<20)); err != nil {
+		t.Fatal(err)
+	}
+	mtime := time.Unix(1500000000, 0)
+	if err := os.Chtimes(m.path("big"), mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m.syncDir(t, ".")
+	if md := m.metadata(t, "big"); md["mtime"] != "1500000000" {
+		t.Errorf("mtime stored: %q, want the one set before close", md["mtime"])
+	}
+}
