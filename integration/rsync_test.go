@@ -86,7 +86,9 @@ func testRsyncRequests(t *testing.T, fast bool) {
 	e := newEnv(t)
 	cfg := mountConfig{}
 	if fast {
-		cfg.extraArgs = []string{"--fast-close"}
+		// Generous: on a loaded machine rsync may take long between a
+		// close and the rename that follows it.
+		cfg.extraArgs = []string{"--fast-close", "--upload-delay", "5s"}
 	}
 	m := e.mount(cfg)
 	e.settle()

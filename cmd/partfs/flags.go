@@ -47,6 +47,7 @@ type config struct {
 	ReadOnly           bool
 	FastClose          bool
 	PutConcurrency     int
+	UploadDelay        time.Duration
 	OnConflict         string // conflictCopy, conflictError or conflictOverwrite
 	AllowOther         bool
 	DefaultPermissions bool
@@ -179,6 +180,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fl.BoolVar(&cfg.ReadOnly, "read-only", false, "mount read-only: every change fails with EROFS")
 	fl.BoolVar(&cfg.FastClose, "fast-close", false, "close returns once the data is in partfs's write buffer and the upload runs in the background; only fsync (of the file or a directory above it), unmount and SIGTERM wait for it, and a crash loses files closed but not yet uploaded (README, \"Fast close\")")
 	fl.IntVar(&cfg.PutConcurrency, "put-concurrency", 16, "with --fast-close, `N` closed files uploaded at once")
+	fl.DurationVar(&cfg.UploadDelay, "upload-delay", 500*time.Millisecond, "with --fast-close, how long a closed file waits before its upload starts, so that a rename, chmod or unlink right after close is applied first (`DURATION`)")
 	fl.StringVar(&cfg.OnConflict, "on-conflict", conflictCopy, "when another host stored a file first: `MODE` copy (the close fails with ESTALE and these bytes are stored as NAME.partfs-conflict-TIME-HOST), error (ESTALE only), or overwrite (no preconditions: the last close wins, for servers without conditional writes)")
 	fl.BoolVar(&cfg.AllowOther, "allow-other", false, "let other users use the mount; implies --default-permissions")
 	fl.BoolVar(&cfg.DefaultPermissions, "default-permissions", false, "have the kernel check the permission bits of every access")
@@ -343,6 +345,8 @@ func (cfg *config) checkSizes() error {
 		return fmt.Errorf("--upload-concurrency %d: at least one upload must be allowed", cfg.UploadConcurrency)
 	case cfg.OnConflict != conflictCopy && cfg.OnConflict != conflictError && cfg.OnConflict != conflictOverwrite:
 		return fmt.Errorf("--on-conflict %q: want copy, error or overwrite", cfg.OnConflict)
+	case cfg.UploadDelay < 0:
+		return errors.New("--upload-delay must not be negative")
 	case cfg.PutConcurrency < 1:
 		return fmt.Errorf("--put-concurrency %d: at least one upload must be allowed", cfg.PutConcurrency)
 	case cfg.FastClose && cfg.ReadOnly:

@@ -149,6 +149,7 @@ func mount(ctx context.Context, cfg *config, log *slog.Logger) (*mounted, error)
 		ConditionalDelete: conditionalDelete,
 		FastClose:         cfg.FastClose,
 		PutConcurrency:    cfg.PutConcurrency,
+		UploadDelay:       uploadDelay(cfg.UploadDelay),
 		// close and fsync return ETIMEDOUT rather than outlive the
 		// kernel's request timeout; their changes stay for a later sync.
 		ReplyLimit: replyLimit,
@@ -476,4 +477,13 @@ func newLogger(cfg *config) *slog.Logger {
 // oneLine makes an error fit the single line of a failed mount.
 func oneLine(err error) string {
 	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// uploadDelay is --upload-delay for fs.Options, where zero means the
+// default and a negative value none.
+func uploadDelay(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
