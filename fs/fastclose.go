@@ -103,33 +103,27 @@ func (n *fileNode) queueUpload() {
 func (n *fileNode) backgroundUpload() {
 	n.op.RLock()
 	n.mu.Lock()
-	queued, st := n.queued, n.state
+	queued, st, unlinked := n.queued, n.state, n.unlinked
 	n.queued = false
 	n.mu.Unlock()
-	if !queued || st == nil || !st.Dirty() || n.isUnlinked() {
+	if !queued || st == nil || !st.Dirty() || unlinked {
 		n.op.RUnlock()
 		n.dropIdleState()
 		return
 	}
-	err := n.syncHeld(context.Background())
+	err := n.syncHeld(context.Background()) // clears bgErr when it succeeds
 	n.op.RUnlock()
-	key := n.keyNow()
-	n.mu.Lock()
-	n.bgErr = err
-	n.mu.Unlock()
 	if err != nil {
+		key := n.keyNow()
+		n.mu.Lock()
+		n.bgErr = err
+		n.mu.Unlock()
 		n.fsys.uploads.failures.Add(1)
 		n.fsys.log.Error("upload after close failed: the file is NOT stored; its next close or fsync reports it",
 			"key", key, "err", err)
 		return
 	}
 	n.dropIdleState()
-}
-
-func (n *fileNode) isUnlinked() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.unlinked
 }
 
 // dropIdleState drops a clean state (or one of an unlinked file) that no
@@ -188,43 +182,23 @@ func (n *fileNode) rekey(key string, cond store.Condition) bool {
 // syncBelow makes every file with changes below prefix durable, as fsync of
 // a directory does in fast-close mode, and returns one error naming each
 // that failed.
+// Files whose background upload failed and whose bytes are gone (no longer
+// dirty) are reported too.
 func (fsys *filesystem) syncBelow(ctx context.Context, prefix string) error {
-	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, fsys.opts.PutConcurrency)
-	)
-	fail := func(key string, err error) {
-		mu.Lock()
-		errs = append(errs, fmt.Errorf("%q: %w", key, err))
-		mu.Unlock()
-	}
+	var errs []error
 	for _, n := range fsys.stateNodes() {
 		key := n.keyNow()
-		if !strings.HasPrefix(key, prefix) {
+		if !strings.HasPrefix(key, prefix) || n.dirty() {
 			continue
 		}
-		if !n.dirty() {
-			n.mu.Lock()
-			err := n.bgErr
-			n.mu.Unlock()
-			if err != nil {
-				fail(key, err)
-			}
-			continue
+		n.mu.Lock()
+		err := n.bgErr
+		n.mu.Unlock()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("sync %q: %w", key, err))
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := n.sync(ctx); err != nil {
-				fail(key, err)
-			}
-		}()
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return errors.Join(append(errs, fsys.syncStates(ctx, prefix, fsys.opts.PutConcurrency))...)
 }
 
 // UploadFailures counts the background uploads (fast close) that failed.

@@ -43,7 +43,6 @@ type later struct {
 	// failedDeletes are old names whose delete failed: they still hold a
 	// copy of a renamed file. SyncAll tries them again.
 	failedDeletes map[string]failedDelete
-	deletes       sync.WaitGroup
 	slots         chan struct{} // maxBackgroundDeletes tokens
 }
 
@@ -71,13 +70,18 @@ func (fsys *filesystem) metaPendingAdd(n *fileNode) {
 	_, known := fsys.later.meta[n]
 	fsys.later.meta[n] = struct{}{}
 	fsys.later.mu.Unlock()
-	if known {
-		return
+	if !known {
+		fsys.writeMetaLater(n.writeMeta, n.keyNow)
 	}
+}
+
+// writeMetaLater calls write after Options.MetadataDelay; a failure is
+// logged, and the change stays for fsync and unmount.
+func (fsys *filesystem) writeMetaLater(write func(context.Context) error, key func() string) {
 	time.AfterFunc(fsys.opts.MetadataDelay, func() {
-		if err := n.writeMeta(context.Background()); err != nil {
+		if err := write(context.Background()); err != nil {
 			fsys.log.Warn("metadata change not stored yet; it is tried again at fsync and unmount",
-				"key", n.keyNow(), "err", err)
+				"key", key(), "err", err)
 		}
 	})
 }
@@ -94,15 +98,9 @@ func (fsys *filesystem) dirPendingAdd(d *dirNode) {
 	_, known := fsys.later.dirs[d]
 	fsys.later.dirs[d] = struct{}{}
 	fsys.later.mu.Unlock()
-	if known {
-		return
+	if !known {
+		fsys.writeMetaLater(d.writeMeta, d.prefixNow)
 	}
-	time.AfterFunc(fsys.opts.MetadataDelay, func() {
-		if err := d.writeMeta(context.Background()); err != nil {
-			fsys.log.Warn("metadata change not stored yet; it is tried again at fsync and unmount",
-				"key", d.prefixNow(), "err", err)
-		}
-	})
 }
 
 func (fsys *filesystem) dirPendingDone(d *dirNode) {
@@ -132,9 +130,10 @@ func (fsys *filesystem) metaPendingNodes(prefix string) []*fileNode {
 	defer fsys.later.mu.Unlock()
 	var nodes []*fileNode
 	for n := range fsys.later.meta {
-		nodes = append(nodes, n)
+		if strings.HasPrefix(n.keyNow(), prefix) {
+			nodes = append(nodes, n)
+		}
 	}
-	nodes = filterPrefix(nodes, prefix)
 	return nodes
 }
 
@@ -148,19 +147,6 @@ func (fsys *filesystem) metaPendingAt(key string) *fileNode {
 		}
 	}
 	return nil
-}
-
-func filterPrefix(nodes []*fileNode, prefix string) []*fileNode {
-	if prefix == "" {
-		return nodes
-	}
-	out := nodes[:0]
-	for _, n := range nodes {
-		if strings.HasPrefix(n.keyNow(), prefix) {
-			out = append(out, n)
-		}
-	}
-	return out
 }
 
 // writeMeta writes the file's pending metadata changes; see writeMetaHeld.
@@ -263,9 +249,7 @@ func (fsys *filesystem) deleteLater(key, etag string) {
 	l.deleting[key] = done
 	delete(l.failedDeletes, key)
 	l.mu.Unlock()
-	l.deletes.Add(1)
 	go func() {
-		defer l.deletes.Done()
 		if prev != nil {
 			<-prev
 		}
@@ -389,18 +373,12 @@ func (fsys *filesystem) awaitDeletes(ctx context.Context, prefix string) error {
 }
 
 // finishDeletes waits for the deletes in flight and tries the failed ones
-// again, returning one error naming each old name still there.
+// again, returning one error naming each old name still there. A delete
+// that replaced an earlier one of the same name waits for it, so waiting
+// for the ones deleting lists covers all.
 func (fsys *filesystem) finishDeletes(ctx context.Context) error {
-	l := fsys.later
-	waited := make(chan struct{})
-	go func() {
-		l.deletes.Wait()
-		close(waited)
-	}()
-	select {
-	case <-waited:
-	case <-ctx.Done():
-		return fmt.Errorf("deletes of renamed files' old names still in flight: %w", context.Cause(ctx))
+	if err := fsys.waitDeletes(ctx, ""); err != nil {
+		return fmt.Errorf("deletes of renamed files' old names still in flight: %w", err)
 	}
 	return fsys.retryDeletes(ctx, "")
 }
@@ -444,16 +422,4 @@ func (fsys *filesystem) storedAgain(key string) {
 	fsys.later.mu.Lock()
 	delete(fsys.later.failedDeletes, key)
 	fsys.later.mu.Unlock()
-}
-
-// failedDeleteKeys lists the old names whose delete failed.
-func (fsys *filesystem) failedDeleteKeys() []string {
-	fsys.later.mu.Lock()
-	defer fsys.later.mu.Unlock()
-	keys := make([]string, 0, len(fsys.later.failedDeletes))
-	for k := range fsys.later.failedDeletes {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -126,12 +126,12 @@ func (d *dirNode) renameObject(ctx context.Context, n objectNode, srcKey string,
 	}
 	unlock := lockFiles([]*fileNode{f, target})
 	defer unlock()
+	if err := d.fsys.awaitDelete(ctx, dstKey); err != nil {
+		return d.fsys.toErrno("rename", dstKey, err)
+	}
 	if f != nil && d.fsys.opts.FastClose {
 		// A file whose upload has not started moves without a request: it
 		// is uploaded once, under its new name.
-		if err := d.fsys.awaitDelete(ctx, dstKey); err != nil {
-			return d.fsys.toErrno("rename", dstKey, err)
-		}
 		f.mu.Lock()
 		stored, storedETag := f.exists, f.obj.ETag
 		f.mu.Unlock()
@@ -155,9 +155,6 @@ func (d *dirNode) renameObject(ctx context.Context, n objectNode, srcKey string,
 		if err := f.syncHeld(ctx); err != nil {
 			return d.fsys.toErrno("rename", srcKey, err)
 		}
-	}
-	if err := d.fsys.awaitDelete(ctx, dstKey); err != nil {
-		return d.fsys.toErrno("rename", dstKey, err)
 	}
 	src, opts, err := d.renameSource(ctx, f, srcKey, dstKey, false)
 	if err != nil {

@@ -222,26 +222,33 @@ func New(opts Options) (*Root, error) {
 // file that failed (errors.Join of per-key errors), or nil. Files unlinked
 // while open are skipped, as their data is meant to vanish.
 func (r *Root) SyncAll(ctx context.Context) error {
-	err := r.syncStates(ctx)
+	err := r.fsys.syncStates(ctx, "", syncAllConcurrency)
 	// Background uploads still running (fast close) end with the file
 	// stored, or with its state dirty again for the report below.
 	if werr := r.fsys.awaitUploads(ctx); werr != nil {
 		err = errors.Join(err, werr)
 	} else if err == nil {
-		err = r.syncStates(ctx)
+		err = r.fsys.syncStates(ctx, "", syncAllConcurrency)
 	}
 	return errors.Join(err, r.fsys.writeAllMeta(ctx, ""), r.fsys.finishDeletes(ctx))
 }
 
-func (r *Root) syncStates(ctx context.Context) error {
-	nodes := r.fsys.stateNodes()
+// syncAllConcurrency bounds the files SyncAll stores at once.
+const syncAllConcurrency = 8
+
+// syncStates syncs every dirty state of a file below prefix, up to limit at
+// a time, and returns one error naming each file that failed.
+func (fsys *filesystem) syncStates(ctx context.Context, prefix string, limit int) error {
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
 		errs []error
-		sem  = make(chan struct{}, 8)
+		sem  = make(chan struct{}, limit)
 	)
-	for _, n := range nodes {
+	for _, n := range fsys.stateNodes() {
+		if !strings.HasPrefix(n.keyNow(), prefix) {
+			continue
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {

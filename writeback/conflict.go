@@ -77,7 +77,7 @@ func (f *File) putOptionsLocked() store.PutOptions {
 	return o
 }
 
-// storedLocked records that obj is now the file's version: the next write
+// storedCondLocked records that obj is now the file's version: the next write
 // replaces exactly it.
 func (f *File) storedCondLocked(obj store.Object) {
 	if f.cond.IsZero() || obj.ETag == "" {
@@ -129,8 +129,7 @@ func (f *File) conflictLocked(ctx context.Context, err error) bool {
 	f.conflict = &ConflictError{Key: f.key, CopyKey: copyKey, Err: err}
 	f.w.log.Warn("conflict: another writer stored the file first; keeping these changes under a conflict name",
 		"key", f.key, "conflict_copy", copyKey, "err", err)
-	f.key = copyKey
-	f.keyNow.Store(&copyKey)
+	f.setKeyLocked(copyKey)
 	f.cond = store.Condition{IfNoneMatch: true}
 	return true
 }

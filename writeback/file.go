@@ -89,10 +89,15 @@ func (f *File) Rekey(key string, cond store.Condition) bool {
 		return false
 	}
 	f.w.failures.moved(f.key, key)
-	f.key = key
-	f.keyNow.Store(&key)
+	f.setKeyLocked(key)
 	f.cond = cond
 	return true
+}
+
+// setKeyLocked points the file at key.
+func (f *File) setKeyLocked(key string) {
+	f.key = key
+	f.keyNow.Store(&key)
 }
 
 // Size is the file's current size as the application sees it.

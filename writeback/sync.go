@@ -119,8 +119,8 @@ func (f *File) syncLocked(ctx context.Context) (store.Object, error) {
 	if c := f.conflict; c != nil {
 		// The conflict copy failed too: the error says both.
 		err = fmt.Errorf("%w; storing the changes as %q failed as well: %v", c.Err, c.CopyKey, err)
-		f.key, f.conflict = c.Key, nil
-		f.keyNow.Store(&c.Key)
+		f.setKeyLocked(c.Key)
+		f.conflict = nil
 		f.noteConflictLocked("", "storing the conflict copy failed")
 	}
 	if err != nil {
@@ -160,8 +160,8 @@ func (f *File) conflictStoredLocked(c *ConflictError) error {
 	f.up = nil // completed under the conflict key
 	f.dropLocked()
 	f.noteConflictLocked(c.CopyKey, "")
-	f.key, f.conflict = c.Key, nil
-	f.keyNow.Store(&c.Key)
+	f.setKeyLocked(c.Key)
+	f.conflict = nil
 	f.dirty, f.err = false, c
 	f.size = 0
 	f.cond = store.Condition{IfNoneMatch: true}

@@ -19,15 +19,13 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(miniotest.Main(m)) }
 
-// TestThroughMinIO drives partfs's S3 client through the proxy to a real
-// MinIO: signatures must survive the proxy, and every request must be
-// recorded under the right operation with the body's MD5.
-func TestThroughMinIO(t *testing.T) {
-	srv := miniotest.Shared(t)
-	bucket := srv.NewBucket(t)
-	p := s3proxy.Start(t, srv.Endpoint)
+// storeThrough returns partfs's S3 client for bucket of srv, sending its
+// requests through p, and a context that ends with the test or after a
+// minute.
+func storeThrough(t *testing.T, srv *miniotest.Server, p *s3proxy.Proxy, bucket string) (context.Context, *s3store.Store) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
 	st, err := s3store.New(ctx, s3store.Options{
 		Bucket: bucket, Endpoint: p.URL(), Region: srv.Region, PathStyle: true,
 		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
@@ -35,6 +33,17 @@ func TestThroughMinIO(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ctx, st
+}
+
+// TestThroughMinIO drives partfs's S3 client through the proxy to a real
+// MinIO: signatures must survive the proxy, and every request must be
+// recorded under the right operation with the body's MD5.
+func TestThroughMinIO(t *testing.T) {
+	srv := miniotest.Shared(t)
+	bucket := srv.NewBucket(t)
+	p := s3proxy.Start(t, srv.Endpoint)
+	ctx, st := storeThrough(t, srv, p, bucket)
 
 	small := []byte("hello through the proxy")
 	if _, err := st.Put(ctx, "dir/small file+1.txt", small, store.Sum(small), store.PutOptions{}); err != nil {
@@ -124,17 +133,8 @@ func TestThroughMinIO(t *testing.T) {
 // request carried are recorded.
 func TestConditionsThroughMinIO(t *testing.T) {
 	srv := miniotest.Shared(t)
-	bucket := srv.NewBucket(t)
 	p := s3proxy.StartWith(t, s3proxy.Options{Target: srv.Endpoint, SecretKey: srv.SecretKey})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	st, err := s3store.New(ctx, s3store.Options{
-		Bucket: bucket, Endpoint: p.URL(), Region: srv.Region, PathStyle: true,
-		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, st := storeThrough(t, srv, p, srv.NewBucket(t))
 	probe := func(want store.ConditionalSupport) {
 		t.Helper()
 		if got, err := store.ProbeConditional(ctx, st, "probe"); err != nil || got != want {
@@ -220,17 +220,8 @@ func TestConditionsThroughMinIO(t *testing.T) {
 // store.WithRetry must send it again, condition and all.
 func TestConditionalConflictRetried(t *testing.T) {
 	srv := miniotest.Shared(t)
-	bucket := srv.NewBucket(t)
 	p := s3proxy.Start(t, srv.Endpoint)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s3st, err := s3store.New(ctx, s3store.Options{
-		Bucket: bucket, Endpoint: p.URL(), Region: srv.Region, PathStyle: true,
-		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, s3st := storeThrough(t, srv, p, srv.NewBucket(t))
 	st := store.WithRetry(s3st, store.RetryOptions{Base: time.Millisecond})
 	var conflicts atomic.Int32
 	p.SetFault(func(r *s3proxy.Request) s3proxy.Fault {
